@@ -1,0 +1,1 @@
+"""AeroVision: OpenCV matching behind a REST API, event-sourced on NATS JetStream."""

@@ -1,0 +1,3 @@
+from aerovision.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""NATS names, defined once: the event stream, its subjects, the buckets."""
+
+from __future__ import annotations
+
+EVENT_STREAM = "AEROVISION_EVENTS"
+EVENT_PREFIX = "aerovision.events"
+EVENT_SUBJECTS = f"{EVENT_PREFIX}.>"
+
+# Subject kinds: the second-to-last tokens let subscribers filter by kind, tool and uid,
+# e.g. "aerovision.events.finished.>" or "aerovision.events.*.*.<uid>".
+KIND_SUBMITTED = "submitted"
+KIND_STARTED = "started"
+KIND_STEP_COMPLETED = "step_completed"
+KIND_FINISHED = "finished"
+KIND_WEBHOOK_ATTEMPTED = "webhook_attempted"
+
+TASK_VIEW_BUCKET = "aerovision-tasks"
+TASK_INDEX_BUCKET = "aerovision-task-index"
+SETTINGS_BUCKET = "aerovision-settings"
+WEBHOOKS_BUCKET = "aerovision-webhooks"
+FILES_BUCKET = "aerovision-files"
+
+MATCHER_CONSUMER = "matcher"
+PROJECTOR_CONSUMER = "projector"
+NOTIFIER_CONSUMER = "notifier"
+
+
+def event_subject(kind: str, tool: str, uid: str) -> str:
+    """Subject of one event: aerovision.events.<kind>.<tool>.<uid>."""
+    return f"{EVENT_PREFIX}.{kind}.{tool}.{uid}"
+
+
+def kind_filter(kind: str) -> str:
+    """Subject filter matching every event of one kind."""
+    return f"{EVENT_PREFIX}.{kind}.>"
+
+
+def task_filter(uid: str) -> str:
+    """Subject filter matching every event of one task."""
+    return f"{EVENT_PREFIX}.*.*.{uid}"
+DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"

@@ -1,0 +1,157 @@
+"""The NATS layout every service relies on: connection options, the stream, the buckets.
+
+It is a contract like the event types: a stream declared with different settings by two
+services would fail (error 10058), so its configuration is written once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Awaitable, Callable, TypeVar
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
+
+from contracts import names
+
+log = structlog.get_logger("nats")
+T = TypeVar("T")
+
+
+async def connect(url: str, name: str, *, deadline: float = 60.0) -> NATS:
+    """Connect, retrying until the server answers, and reconnect forever afterwards."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error", client=name, error=str(exc))
+
+    async def on_disconnect() -> None:
+        log.warning("nats_disconnected", client=name)
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected", client=name)
+
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    delay = 0.1
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                ping_interval=10,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            )
+        except (OSError, nats.errors.NoServersError, asyncio.TimeoutError) as exc:
+            if loop.time() > give_up:
+                raise
+            log.info("nats_connect_retry", client=name, url=url, error=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def retrying(op: Callable[[], Awaitable[T]], *, deadline: float = 15.0, what: str = "nats") -> T:
+    """Run a JetStream call, retrying through a server restart or a leader election."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    delay = 0.05
+    while True:
+        try:
+            return await op()
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError,
+                nats.errors.ConnectionClosedError, nats.errors.NoRespondersError,
+                nats.js.errors.ServiceUnavailableError, asyncio.TimeoutError) as exc:
+            if loop.time() + delay > give_up:
+                raise
+            log.info("nats_retry", what=what, error=type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def event_stream_config(replicas: int = 1) -> js_api.StreamConfig:
+    # Limits retention: the stream is the audit log, consuming never deletes history.
+    return js_api.StreamConfig(
+        name=names.EVENT_STREAM,
+        subjects=[names.EVENT_SUBJECTS],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        duplicate_window=120.0,
+        allow_direct=True,
+        num_replicas=replicas,
+    )
+
+
+async def _add_or_update_stream(js: JetStreamContext, config: js_api.StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != 10058:  # "stream name already in use with a different configuration"
+            raise
+        await js.update_stream(config)
+
+
+async def declare_event_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    await retrying(lambda: _add_or_update_stream(js, event_stream_config(replicas)), deadline=30, what="stream")
+
+
+async def open_kv(js: JetStreamContext, bucket: str, replicas: int = 1, history: int = 1) -> KeyValue:
+    """Create the bucket if needed (direct gets on: a get is one round trip to any replica)."""
+
+    async def create() -> KeyValue:
+        try:
+            return await js.create_key_value(bucket=bucket, history=history, direct=True, replicas=replicas)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:
+                raise
+            return await js.key_value(bucket)
+
+    return await retrying(create, deadline=30, what=f"kv:{bucket}")
+
+
+async def declare_files_bucket(js: JetStreamContext, replicas: int = 1) -> None:
+    async def create() -> None:
+        try:
+            await js.create_object_store(bucket=names.FILES_BUCKET, replicas=replicas)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:
+                raise
+
+    await retrying(create, deadline=30, what="files")
+
+
+async def declare_consumer(js: JetStreamContext, config: js_api.ConsumerConfig) -> None:
+    """Create or update a durable consumer (``pull_subscribe`` would ignore a changed config)."""
+    await retrying(lambda: js.add_consumer(names.EVENT_STREAM, config=config), deadline=30, what="consumer")
+
+
+async def direct_get_batch(nc: NATS, stream: str, subject: str, limit: int, *, start_seq: int = 1,
+                           timeout: float = 10.0) -> list:
+    """Messages of ``subject`` (wildcards allowed) from ``start_seq`` on, in one batched direct get.
+
+    Needs nats-server >= 2.11 and ``allow_direct`` on the stream. Returns at most ``limit`` messages.
+    """
+    inbox = nc.new_inbox()
+    queue: asyncio.Queue = asyncio.Queue()
+    sub = await nc.subscribe(inbox, cb=queue.put)
+    found: list = []
+    try:
+        req = json.dumps({"seq": start_seq, "next_by_subj": subject, "batch": limit}).encode()
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", req, reply=inbox)
+        while len(found) < limit:
+            msg = await asyncio.wait_for(queue.get(), timeout=timeout)
+            if (msg.headers or {}).get("Status") is not None and not msg.data:
+                break  # end of batch (204) or nothing found (404)
+            found.append(msg)
+    finally:
+        await sub.unsubscribe()
+    return found

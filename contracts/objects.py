@@ -1,0 +1,104 @@
+"""Files (uploads, thumbnails, results) in the NATS Object Store, read and written fast.
+
+The format is the Object Store's own (``$O.<bucket>.M.<b64 name>`` meta with a rollup,
+``$O.<bucket>.C.<nuid>`` chunks), so ``nats object get`` and nats-py read what we write. We do not
+use nats-py's ``ObjectStore.get``: it creates a consumer per read and polls flow control every
+0.25 s (nats.py #703), ~265 ms for 5 MiB. Here one batched direct get returns every chunk
+(~20 ms for 5 MiB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+
+from contracts import names, nats_layout
+
+_STREAM = f"OBJ_{names.FILES_BUCKET}"
+_MAX_CHUNK = 1024 * 1024
+
+
+class FileStoreError(Exception):
+    """A stored file could not be read back intact."""
+
+
+def _meta_subject(name: str) -> str:
+    return f"$O.{names.FILES_BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+
+def _chunk_subject(nuid: str) -> str:
+    return f"$O.{names.FILES_BUCKET}.C.{nuid}"
+
+
+class FileStore:
+    """Put and get whole files by path (e.g. ``uploads/<uid>/image.png``)."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        # Leave room for headers under the server's max_payload.
+        self._chunk = max(64 * 1024, min(_MAX_CHUNK, (nc.max_payload or _MAX_CHUNK) - 4096))
+
+    async def _info(self, name: str) -> dict | None:
+        try:
+            msg = await self._js.get_msg(_STREAM, subject=_meta_subject(name), direct=True)
+        except NotFoundError:
+            return None
+        info = json.loads(msg.data or b"{}")
+        return None if info.get("deleted") else info
+
+    async def exists(self, name: str) -> bool:
+        return await self._info(name) is not None
+
+    async def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
+        """Store ``data`` under ``name``; with ``replace``, drop the chunks of an older version."""
+        old = await self._info(name) if replace else None
+        nuid = self._nc._nuid.next().decode()
+        subject = _chunk_subject(nuid)
+        view = memoryview(data)
+        acks = [
+            await self._js.publish_async(subject, bytes(view[i : i + self._chunk]))
+            for i in range(0, len(data), self._chunk)
+        ]
+        if acks:
+            await asyncio.gather(*acks)
+        info = {
+            "name": name,
+            "bucket": names.FILES_BUCKET,
+            "nuid": nuid,
+            "size": len(data),
+            "chunks": len(acks),
+            "mtime": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "digest": "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+            "options": {"max_chunk_size": self._chunk},
+        }
+        await self._js.publish(_meta_subject(name), json.dumps(info).encode(), headers={"Nats-Rollup": "sub"})
+        if old is not None and old.get("nuid"):
+            await self._js.purge_stream(_STREAM, subject=_chunk_subject(old["nuid"]))
+
+    async def get(self, name: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file."""
+        info = await self._info(name)
+        if info is None:
+            return None
+        size, chunks = int(info.get("size", 0)), int(info.get("chunks", 0))
+        if size == 0:
+            return b""
+        parts = await self._read_chunks(_chunk_subject(info["nuid"]), chunks)
+        data = b"".join(parts)
+        digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        if len(data) != size or digest.rstrip("=") != str(info.get("digest", "")).rstrip("="):
+            raise FileStoreError(f"{name}: stored file is incomplete or damaged")
+        return data
+
+    async def _read_chunks(self, subject: str, count: int) -> list[bytes]:
+        msgs = await nats_layout.direct_get_batch(self._nc, _STREAM, subject, count)
+        if len(msgs) != count:
+            raise FileStoreError(f"expected {count} chunks, read {len(msgs)}")
+        return [m.data for m in msgs]

@@ -1,0 +1,215 @@
+"""The gateway's NATS edge: everything the HTTP handlers read or write goes through here.
+
+It publishes ``TaskSubmitted`` and stores files; it reads the task view, the index, settings
+and webhooks. It never writes the task view (the projector does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+
+import msgspec
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import api as js_api
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, NoKeysError, NotFoundError
+
+from contracts import names, nats_layout
+from contracts.api import WebhookRecord
+from contracts.events import TaskSubmitted, encode_event, message_id_of, now_iso, subject_of
+from contracts.objects import FileStore
+from contracts.params import PARAMS_BY_TOOL
+from contracts.view import (
+    INDEX_ALL,
+    INDEX_PAGE_SIZE,
+    head_decoder,
+    index_head_key,
+    index_page_key,
+    page_decoder,
+    queued_view,
+    tool_index,
+    view_encoder,
+)
+from services.gateway.settings import GatewaySettings
+from services.gateway.thumbnails import make_thumbnail
+from services.gateway.viewcache import ViewCache
+
+log = structlog.get_logger("gateway")
+_webhook_decoder = msgspec.json.Decoder(WebhookRecord)
+_TOOLS = ("template", "feature", "surface", "chain")
+
+
+class Backend:
+    def __init__(self, nc: NATS, settings: GatewaySettings) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._settings = settings
+        self.files = FileStore(nc)
+        self.cache = ViewCache(settings.view_cache, settings.view_cache_ttl)
+        self._watch = None
+
+    async def start(self) -> None:
+        js, replicas = self._js, self._settings.replicas
+        await nats_layout.declare_event_stream(js, replicas)
+        await nats_layout.declare_files_bucket(js, replicas)
+        self._views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, replicas)
+        self._index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, replicas)
+        self._tool_settings = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, replicas, history=10)
+        self._webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, replicas)
+        # Only new updates: the cache fills from reads, not from a replay of every task.
+        prefix = f"$KV.{names.TASK_VIEW_BUCKET}."
+
+        async def on_update(msg) -> None:
+            uid = msg.subject[len(prefix):]
+            if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                self.cache.drop(uid)
+            else:
+                self.cache.put(uid, msg.data, msg.metadata.sequence.stream)
+
+        self._watch = await self._js.subscribe(
+            f"{prefix}>", cb=on_update, ordered_consumer=True,
+            deliver_policy=js_api.DeliverPolicy.NEW, stream=f"KV_{names.TASK_VIEW_BUCKET}",
+        )
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            await self._watch.unsubscribe()
+
+    def connected(self) -> bool:
+        return self._nc.is_connected
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    async def submit(self, tool: str, params: dict, uploads: list[tuple[str, bytes]], images: bool) -> bytes:
+        """Store the uploads, publish TaskSubmitted; the task's queued view as JSON."""
+        uid = str(uuid.uuid4())
+        structlog.contextvars.bind_contextvars(uid=uid)
+        inputs = [f"uploads/{uid}/{name}" for name, _ in uploads]
+        await asyncio.gather(*(
+            nats_layout.retrying(lambda p=path, d=data: self.files.put(p, d), what="upload")
+            for path, (_, data) in zip(inputs, uploads)
+        ))
+        event = TaskSubmitted(
+            uid=uid, tool=tool, params=params, input_files=inputs,
+            thumbnails=[f"thumbnails/{uid}/{name}" for name, _ in uploads] if images else [],
+        )
+        ack = await nats_layout.retrying(
+            lambda: self._js.publish(subject_of(event), encode_event(event),
+                                     headers={"Nats-Msg-Id": message_id_of(event)}),
+            what="publish",
+        )
+        data = view_encoder.encode(queued_view(event, seq=ack.seq))
+        # Answers reads of this task until the projector's view arrives (revision 0 loses to it).
+        self.cache.put(uid, data, 0)
+        log.info("task_submitted", tool=tool, seq=ack.seq)
+        return data
+
+    async def task(self, uid: str) -> bytes | None:
+        """The task view JSON, or None for an unknown task."""
+        cached = self.cache.get(uid)
+        if cached is not None:
+            return cached
+        try:
+            entry = await self._views.get(uid)
+            self.cache.put(uid, entry.value, entry.revision)
+            return entry.value
+        except KeyNotFoundError:
+            pass
+        # Accepted by another gateway but not projected yet: answer from the event itself.
+        for tool in _TOOLS:
+            subject = names.event_subject(names.KIND_SUBMITTED, tool, uid)
+            try:
+                msg = await self._js.get_msg(names.EVENT_STREAM, subject=subject, direct=True)
+            except NotFoundError:
+                continue
+            event = msgspec.json.decode(msg.data, type=TaskSubmitted)
+            return view_encoder.encode(queued_view(event, seq=msg.seq))
+        return None
+
+    async def task_page(self, offset: int, limit: int, tool: str | None) -> tuple[int, list[bytes]]:
+        """Total and one page of task views, newest first, from the index (a few gets)."""
+        index = tool_index(tool) if tool else INDEX_ALL
+        try:
+            total = head_decoder.decode((await self._index.get(index_head_key(index))).value).count
+        except KeyNotFoundError:
+            return 0, []
+        hi = total - offset  # ordinals [lo, hi) newest first
+        lo = max(0, hi - limit)
+        if hi <= 0:
+            return total, []
+        pages = range(lo // INDEX_PAGE_SIZE, (hi - 1) // INDEX_PAGE_SIZE + 1)
+        loaded = await asyncio.gather(*(self._index.get(index_page_key(index, p)) for p in pages))
+        uids: list[str] = []
+        for page, entry in zip(pages, loaded):
+            uids.extend(page_decoder.decode(entry.value))
+        first = pages[0] * INDEX_PAGE_SIZE
+        chosen = uids[lo - first: hi - first][::-1]
+        views = await asyncio.gather(*(self.task(uid) for uid in chosen))
+        return total, [v for v in views if v is not None]
+
+    async def task_events(self, uid: str) -> list[bytes]:
+        msgs = await nats_layout.direct_get_batch(self._nc, names.EVENT_STREAM, names.task_filter(uid), 10_000)
+        return [m.data for m in msgs]
+
+    # --- settings ------------------------------------------------------------------------
+
+    async def tool_settings(self, tool: str) -> msgspec.Struct:
+        cls = PARAMS_BY_TOOL[tool]
+        try:
+            entry = await self._tool_settings.get(tool)
+        except KeyNotFoundError:
+            return cls()
+        try:
+            return msgspec.json.decode(entry.value, type=cls)
+        except msgspec.ValidationError:
+            log.warning("settings_unreadable", tool=tool)
+            return cls()
+
+    async def save_settings(self, tool: str, params: msgspec.Struct) -> None:
+        await self._tool_settings.put(tool, msgspec.json.encode(params))
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    async def add_webhook(self, url: str, secret: str | None) -> WebhookRecord:
+        record = WebhookRecord(id=f"wh_{secrets.token_hex(8)}", url=url, secret=secret, created_at=now_iso())
+        await self._webhooks.put(record.id, msgspec.json.encode(record))
+        return record
+
+    async def webhooks(self) -> list[WebhookRecord]:
+        try:
+            keys = await self._webhooks.keys()
+        except NoKeysError:
+            return []
+        records = []
+        for key in keys:
+            try:
+                records.append(_webhook_decoder.decode((await self._webhooks.get(key)).value))
+            except KeyNotFoundError:
+                continue
+        return sorted(records, key=lambda r: r.created_at)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        try:
+            await self._webhooks.get(webhook_id)
+        except (KeyNotFoundError, InvalidKeyError):
+            return False
+        await self._webhooks.delete(webhook_id)
+        return True
+
+    # --- files ---------------------------------------------------------------------------
+
+    async def file(self, path: str) -> bytes | None:
+        data = await self.files.get(path)
+        if data is not None or not path.startswith("thumbnails/"):
+            return data
+        # Thumbnails are made on first request: submissions stay cheap, and most are never viewed.
+        source = await self.files.get("uploads/" + path[len("thumbnails/"):])
+        if source is None:
+            return None
+        thumb = await asyncio.to_thread(make_thumbnail, source, "." + path.rsplit(".", 1)[-1])
+        if thumb is None:
+            return None
+        await self.files.put(path, thumb)
+        return thumb

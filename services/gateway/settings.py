@@ -1,0 +1,35 @@
+"""Gateway configuration, read from the environment once at start."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    host: str = "0.0.0.0"
+    port: int = 8888
+    replicas: int = 1
+    # Whole request body (both files and the fields); larger uploads get 413.
+    max_upload_bytes: int = 64 * 1024 * 1024
+    # Decompression-bomb guard: images declaring more pixels than this are refused (422).
+    max_image_pixels: int = 100_000_000
+    # Recently read task views kept in memory (kept current by a KV watcher).
+    view_cache: int = 20_000
+    # A non-final cached view older than this is re-read (a safety net if the watcher stalls).
+    view_cache_ttl: float = 2.0
+
+    @classmethod
+    def from_env(cls) -> "GatewaySettings":
+        env, d = os.environ, cls()
+        return cls(
+            nats_url=env.get("NATS_URL", d.nats_url),
+            host=env.get("AEROVISION_HOST", d.host),
+            port=int(env.get("AEROVISION_PORT", d.port)),
+            replicas=int(env.get("AEROVISION_REPLICAS", d.replicas)),
+            max_upload_bytes=int(float(env.get("AEROVISION_MAX_UPLOAD_MB", d.max_upload_bytes / 2**20)) * 2**20),
+            max_image_pixels=int(env.get("AEROVISION_MAX_IMAGE_PIXELS", d.max_image_pixels)),
+            view_cache=int(env.get("AEROVISION_VIEW_CACHE", d.view_cache)),
+        )

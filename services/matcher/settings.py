@@ -1,0 +1,37 @@
+"""Matcher configuration, read from the environment once at start."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import msgspec
+
+
+class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    replicas: int = 1
+    workers: int = 0  # worker processes; 0 = one per core
+    # Deliveries of one task before it ends in error (an input that crashes or hangs a worker).
+    max_attempts: int = 3
+    task_timeout: float = 300.0
+    # Unacknowledged for this long, a task is redelivered (a replica died); heartbeats keep
+    # long tasks alive.
+    ack_wait: float = 30.0
+    retry_delay: float = 1.0
+    name: str = ""
+
+    @classmethod
+    def from_env(cls) -> "MatcherSettings":
+        env, d = os.environ, cls()
+        workers = int(env.get("AEROVISION_MATCHER_WORKERS", 0)) or (os.cpu_count() or 1)
+        return cls(
+            nats_url=env.get("NATS_URL", d.nats_url),
+            replicas=int(env.get("AEROVISION_REPLICAS", d.replicas)),
+            workers=workers,
+            max_attempts=int(env.get("AEROVISION_MAX_ATTEMPTS", d.max_attempts)),
+            task_timeout=float(env.get("AEROVISION_TASK_TIMEOUT", d.task_timeout)),
+            ack_wait=float(env.get("AEROVISION_ACK_WAIT", d.ack_wait)),
+            retry_delay=float(env.get("AEROVISION_RETRY_DELAY", d.retry_delay)),
+            name=env.get("AEROVISION_MATCHER_NAME", f"{socket.gethostname()}-{os.getpid()}"),
+        )

@@ -1,0 +1,224 @@
+"""The matcher's NATS edge: take TaskSubmitted from the shared durable consumer, run it in the
+worker pool, store results, publish TaskStarted / TaskFinished, and only then acknowledge.
+
+Delivery is at-least-once: a task whose matcher died is redelivered and run again (results are
+deterministic, publishes are de-duplicated by message id, the projector ignores events after the
+end). Deliveries are bounded: past ``max_attempts`` the task ends in ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+
+from contracts import names, nats_layout
+from contracts.events import (
+    AnyEvent,
+    TaskFinished,
+    TaskStarted,
+    TaskSubmitted,
+    decode_event,
+    encode_event,
+    message_id_of,
+    subject_of,
+)
+from contracts.objects import FileStore
+from contracts.params import FILE_FIELDS
+from services.matcher.jobs import Job, JobOutcome, run_job
+from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
+from services.matcher.settings import MatcherSettings
+
+log = structlog.get_logger("matcher")
+
+
+def consumer_config(settings: MatcherSettings) -> js_api.ConsumerConfig:
+    return js_api.ConsumerConfig(
+        durable_name=names.MATCHER_CONSUMER,
+        filter_subject=names.kind_filter(names.KIND_SUBMITTED),
+        deliver_policy=js_api.DeliverPolicy.ALL,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait,
+        # The delivery after the last attempt only records the error; two spare ones cover a
+        # matcher that dies while doing that. The server then gives up and advises (handled below).
+        max_deliver=settings.max_attempts + 2,
+        max_ack_pending=1000,
+    )
+
+
+class Matcher:
+    def __init__(self, nc: NATS, pool: WorkerPool, settings: MatcherSettings) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._files = FileStore(nc)
+        self._pool = pool
+        self._settings = settings
+        self._running: set[asyncio.Task] = set()
+
+    async def publish(self, event: AnyEvent) -> None:
+        await nats_layout.retrying(
+            lambda: self._js.publish(subject_of(event), encode_event(event),
+                                     headers={"Nats-Msg-Id": message_id_of(event)}),
+            deadline=60, what="publish",
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await nats_layout.declare_consumer(self._js, consumer_config(self._settings))
+        psub = await self._js.pull_subscribe_bind(durable=names.MATCHER_CONSUMER, stream=names.EVENT_STREAM)
+        advisories = await self._nc.subscribe(
+            f"{names.MAX_DELIVERIES_ADVISORY}.{names.EVENT_STREAM}.{names.MATCHER_CONSUMER}",
+            queue="aerovision-matcher", cb=self._on_max_deliveries,
+        )
+        # Fetch only what can start soon: one job per worker running, one waiting.
+        slots = asyncio.Semaphore(self._pool.size * 2)
+        log.info("matcher_started", workers=self._pool.size, name=self._settings.name)
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                try:
+                    msgs = await psub.fetch(1, timeout=1.0)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    slots.release()
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    slots.release()
+                    break
+                for msg in msgs:
+                    task = asyncio.create_task(self._handle(msg))
+                    self._running.add(task)
+                    task.add_done_callback(lambda t: (self._running.discard(t), slots.release()))
+        finally:
+            await advisories.unsubscribe()
+            await self._drain_running()
+
+    async def _drain_running(self, grace: float = 10.0) -> None:
+        """On shutdown let running tasks finish for a while; the rest go back to the queue."""
+        if not self._running:
+            return
+        done, pending = await asyncio.wait(set(self._running), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except msgspec.ValidationError as exc:
+            log.warning("event_skipped", subject=msg.subject, reason=str(exc))
+            await msg.term()
+            return
+        if not isinstance(event, TaskSubmitted):
+            await msg.term()
+            return
+        attempt = msg.metadata.num_delivered
+        with structlog.contextvars.bound_contextvars(uid=event.uid, tool=event.tool, attempt=attempt):
+            try:
+                await self._process(msg, event, attempt)
+            except asyncio.CancelledError:
+                # Shutting down mid-task: hand it back at once rather than after ack_wait.
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                log.info("task_handed_back")
+                raise
+            except Exception:
+                log.exception("task_failed_transiently")
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=self._settings.retry_delay * attempt)
+
+    async def _finish(self, msg: Msg, event: TaskSubmitted, finished: TaskFinished) -> None:
+        await self.publish(finished)
+        await msg.ack_sync()
+        log.info("task_finished", status=finished.status, error=finished.error)
+
+    async def _process(self, msg: Msg, event: TaskSubmitted, attempt: int) -> None:
+        settings = self._settings
+        if attempt > settings.max_attempts:
+            await self._finish(msg, event, TaskFinished(
+                uid=event.uid, tool=event.tool, status="error",
+                error=f"The task failed {settings.max_attempts} times: its input crashes or stalls the matcher",
+            ))
+            return
+        await self.publish(TaskStarted(uid=event.uid, tool=event.tool, worker=settings.name, attempt=attempt))
+        fields = list(FILE_FIELDS.get(event.tool, ("first", "second")))
+        blobs = await asyncio.gather(*(self._files.get(path) for path in event.input_files))
+        missing = [path for path, blob in zip(event.input_files, blobs) if blob is None]
+        if missing:
+            await self._finish(msg, event, TaskFinished(
+                uid=event.uid, tool=event.tool, status="error", error=f"Input file missing: {', '.join(missing)}",
+            ))
+            return
+        job = Job(uid=event.uid, tool=event.tool, params=event.params, inputs=list(zip(fields, blobs)))
+        try:
+            outcome: JobOutcome = await self._with_heartbeat(msg, self._pool.run(run_job, job, settings.task_timeout))
+        except (WorkerCrashed, JobTimedOut) as exc:
+            reason = "crashed the matcher" if isinstance(exc, WorkerCrashed) else "ran too long"
+            log.warning("task_attempt_failed", reason=str(exc))
+            if attempt >= settings.max_attempts:
+                await self._finish(msg, event, TaskFinished(
+                    uid=event.uid, tool=event.tool, status="error",
+                    error=f"Processing {reason} on each of {attempt} attempts ({exc}); the input cannot be processed",
+                ))
+            else:
+                await msg.nak(delay=settings.retry_delay)
+            return
+        paths = [f"results/{event.uid}/{name}" for name, _ in outcome.files]
+        await asyncio.gather(*(
+            nats_layout.retrying(lambda p=path, d=data: self._files.put(p, d, replace=True), what="result")
+            for path, (_, data) in zip(paths, outcome.files)
+        ))
+        await self._finish(msg, event, TaskFinished(
+            uid=event.uid, tool=event.tool, status=outcome.status,
+            result_files=paths, result_data=outcome.result_data, error=outcome.error,
+        ))
+
+    async def _with_heartbeat(self, msg: Msg, work):
+        """Await ``work`` while telling the server the task is alive, so it is not redelivered."""
+        task = asyncio.ensure_future(work)
+        interval = max(1.0, self._settings.ack_wait / 3)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                if done:
+                    return task.result()
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        """The server gave up on a task (every delivery died): record that it ended in error."""
+        try:
+            seq = int(msgspec.json.decode(advisory.data)["stream_seq"])
+            raw = await self._js.get_msg(names.EVENT_STREAM, seq=seq, direct=True)
+            event = decode_event(raw.data)
+            if isinstance(event, TaskSubmitted):
+                await self.publish(TaskFinished(
+                    uid=event.uid, tool=event.tool, status="error",
+                    error="The task could not be processed: every delivery of it was lost",
+                ))
+                log.warning("task_abandoned", uid=event.uid)
+        except Exception:
+            log.exception("max_deliveries_advisory_failed")
+
+
+async def serve(settings: MatcherSettings, stop: asyncio.Event) -> None:
+    """Composition root of a matcher replica: pool, connection, consumer; drains on ``stop``."""
+    pool = WorkerPool(settings.workers)
+    await pool.start()
+    nc = await nats_layout.connect(settings.nats_url, f"aerovision-matcher-{settings.name}")
+    try:
+        js = nc.jetstream()
+        await nats_layout.declare_event_stream(js, settings.replicas)
+        await nats_layout.declare_files_bucket(js, settings.replicas)
+        await Matcher(nc, pool, settings).run(stop)
+    finally:
+        await nc.drain()
+        await pool.close()

@@ -1,0 +1,72 @@
+"""The task-list index: uids numbered in submission order, stored in fixed-size pages.
+
+A list request reads the head and at most two pages, whatever the offset; the projector appends
+with the head's ``last_seq`` as its tracking position, so a replayed event is not appended twice.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from contracts.view import INDEX_PAGE_SIZE, IndexHead, head_decoder, index_head_key, index_page_key, page_decoder
+
+_enc = msgspec.json.Encoder()
+
+
+class TaskIndex:
+    """One index (all tasks, or one tool's), cached in memory; this projector is its writer."""
+
+    def __init__(self, kv: KeyValue, name: str) -> None:
+        self._kv = kv
+        self._name = name
+        self._head: IndexHead | None = None
+        self._head_rev = 0
+        self._tail: list[str] = []  # uids of the last, partly filled page
+
+    async def _load(self) -> None:
+        try:
+            entry = await self._kv.get(index_head_key(self._name))
+            self._head, self._head_rev = head_decoder.decode(entry.value), entry.revision
+        except KeyNotFoundError:
+            self._head, self._head_rev = IndexHead(), 0
+        self._tail = await self._page(self._head.count // INDEX_PAGE_SIZE)
+
+    async def _page(self, page: int) -> list[str]:
+        try:
+            return page_decoder.decode((await self._kv.get(index_page_key(self._name, page))).value)
+        except KeyNotFoundError:
+            return []
+
+    async def append(self, entries: list[tuple[int, str]]) -> None:
+        """Append (stream seq, uid) pairs in order, skipping those already indexed."""
+        for _ in range(5):
+            if self._head is None:
+                await self._load()
+            assert self._head is not None
+            fresh = [uid for seq, uid in entries if seq > self._head.last_seq]
+            if not fresh:
+                return
+            count = self._head.count
+            tail = list(self._tail[: count % INDEX_PAGE_SIZE])
+            page = count // INDEX_PAGE_SIZE
+            for uid in fresh:
+                tail.append(uid)
+                if len(tail) == INDEX_PAGE_SIZE:
+                    await self._kv.put(index_page_key(self._name, page), _enc.encode(tail))
+                    page, tail = page + 1, []
+            if tail:
+                await self._kv.put(index_page_key(self._name, page), _enc.encode(tail))
+            head = IndexHead(count=count + len(fresh), last_seq=max(seq for seq, _ in entries))
+            try:
+                if self._head_rev:
+                    rev = await self._kv.update(index_head_key(self._name), _enc.encode(head), last=self._head_rev)
+                else:
+                    rev = await self._kv.create(index_head_key(self._name), _enc.encode(head))
+            except KeyWrongLastSequenceError:
+                self._head = None  # someone else wrote: reload and redo
+                continue
+            self._head, self._head_rev, self._tail = head, rev, tail
+            return
+        raise RuntimeError(f"index {self._name}: could not append after 5 attempts")
