@@ -80,7 +80,7 @@ def _energy(template: np.ndarray, centred: bool) -> float:
 
 
 def normalised_scores(raw: np.ndarray, method: str, template: np.ndarray) -> np.ndarray:
-    """Map OpenCV's raw response to float32 scores in 0..1, higher = better, order preserved."""
+    """Map OpenCV's raw response to float32 scores in 0..1, higher = better (monotone, clipped)."""
     # float32 in place: the map is large and the energies (the sums) are already float64.
     s = np.array(raw, dtype=np.float32, copy=True)
     if method == "TM_SQDIFF_NORMED":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
@@ -212,11 +211,10 @@ def test_result_data_is_json_serialisable() -> None:
     assert all(round(m["score"], 4) == m["score"] for m in decoded["matches"])
 
 
-def test_full_hd_is_fast() -> None:
+def test_full_hd_crop_is_found() -> None:
+    # Speed is measured in bench/, not asserted here.
     rng = np.random.default_rng(3)
     image = cv2.GaussianBlur(rng.integers(0, 256, (1080, 1920), dtype=np.uint8), (0, 0), 2)
     template = image[500:564, 900:964].copy()
-    start = time.perf_counter()
     result = match_template(image, template, TemplateParams())
-    assert time.perf_counter() - start < 1.0
     assert (result.matches[0].x, result.matches[0].y) == (900, 500)
