@@ -94,6 +94,8 @@ class Matcher:
                     self._running.add(task)
                     task.add_done_callback(lambda t: (self._running.discard(t), slots.release()))
         finally:
+            # Messages left in a pull subscription's queue would stall drain() for 30 s.
+            await psub.unsubscribe()
             await advisories.unsubscribe()
             await self._drain_running()
 

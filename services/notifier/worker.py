@@ -85,6 +85,8 @@ class Notifier:
                     running.add(task)
                     task.add_done_callback(lambda t: (running.discard(t), slots.release()))
         finally:
+            # Messages left in a pull subscription's queue would stall drain() for 30 s.
+            await psub.unsubscribe()
             if running:
                 await asyncio.wait(running, timeout=self._settings.timeout + 1)
 

@@ -53,16 +53,22 @@ class Projector:
         await nats_layout.declare_consumer(js, consumer_config())
         psub = await js.pull_subscribe_bind(durable=names.PROJECTOR_CONSUMER, stream=names.EVENT_STREAM)
         log.info("projector_started")
-        while not stop.is_set():
-            try:
-                msgs = await psub.fetch(self._settings.batch, timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                continue
-            except nats.errors.ConnectionClosedError:
-                break
-            await self._project_batch(msgs)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await psub.fetch(self._settings.batch, timeout=1.0)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    break
+                await self._project_batch(msgs)
+        finally:
+            # Messages left in a pull subscription's queue would stall drain() for 30 s.
+            await psub.unsubscribe()
 
     async def _project_batch(self, msgs: list) -> None:
+        if not msgs:  # a late status reply to an earlier pull can yield an empty batch
+            return
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
         indexed: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for msg in msgs:

@@ -1,0 +1,1 @@
+"""AeroVision benchmark suite: ``python -m bench`` (see bench/README.md)."""

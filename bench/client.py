@@ -1,0 +1,246 @@
+"""The HTTP load client, run as its own process: ``concurrency`` clients, each submitting one task
+(multipart POST) and polling GET /api/v1/tasks/{uid} until it ends, as the original docs' examples
+do (GET, and if not done, sleep ``poll`` s and GET again), ``n`` tasks in all.
+
+Two implementations, to measure which costs less CPU (the client shares the machine):
+``aiohttp`` (one event loop, uvloop when installed, keep-alive pool) and ``threads`` (one thread
+and one ``requests.Session`` per client).
+
+Protocol with the orchestrator: the client prepares its inputs, prints ``ready``, waits for a line
+on stdin (so CPU snapshots of the services bracket the work only), runs, prints one JSON line.
+
+    python -m bench.client --base http://127.0.0.1:8888 --workload small --n 100 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import json
+import mimetypes
+import resource
+import sys
+import threading
+import time
+from typing import Any
+
+from bench.workloads import Workload, get
+
+TERMINAL = ("done", "error")
+SLOW_S = 5.0  # a task slower than this is reported with its event history
+
+
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _ts(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _segments(events: list[dict[str, Any]], wall_start: float, wall_done: float) -> dict[str, float] | None:
+    """Where the time of one task went, from its event history (ms; clocks of one machine)."""
+    at = {}
+    for e in events:
+        at.setdefault(e.get("type"), _ts(e["occurred_at"]))
+    if not all(k in at for k in ("task.submitted", "task.started", "task.finished")):
+        return None
+    return {
+        "accept": (at["task.submitted"] - wall_start) * 1e3,  # POST sent -> TaskSubmitted stamped
+        "queue": (at["task.started"] - at["task.submitted"]) * 1e3,  # -> a matcher took it
+        "run": (at["task.finished"] - at["task.started"]) * 1e3,  # inputs, pool job, results stored
+        "visible": (wall_done - at["task.finished"]) * 1e3,  # projector + view + poll interval
+    }
+
+
+def _record(wl: Workload, task: dict[str, Any], t0: float, t_sub: float, t_done: float, polls: int) -> dict[str, Any]:
+    why = wl.verify(task.get("status", "?"), task.get("result_data") or {}, len(task.get("result_files") or []),
+                    task.get("error"))
+    return {"uid": task.get("uid"), "lat": t_done - t0, "submit": t_sub - t0, "polls": polls, "why": why,
+            "attempts": task.get("attempts", 1)}
+
+
+# --- aiohttp ----------------------------------------------------------------------------------
+
+
+async def _run_aiohttp(base: str, wl: Workload, n: int, concurrency: int, poll: float, events: bool,
+                       timeout: float) -> tuple[list[dict[str, Any]], float]:
+    import aiohttp
+
+    files, fields = wl.inputs(), wl.form_fields()
+    counter = itertools.count()
+    records: list[dict[str, Any]] = []
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+
+        async def one() -> None:
+            form = aiohttp.FormData()
+            for field, name, data in files:
+                form.add_field(field, data, filename=name, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+            for k, v in fields.items():
+                form.add_field(k, v)
+            wall0, t0 = time.time(), time.perf_counter()
+            try:
+                async with http.post(base + wl.endpoint, data=form) as r:
+                    body, code = await r.read(), r.status
+                t_sub = time.perf_counter()
+                if code != 201:
+                    records.append({"lat": None, "why": f"POST answered {code}: {body[:200]!r}"})
+                    return
+                uid = json.loads(body)["uid"]
+                polls = 0
+                while True:
+                    async with http.get(f"{base}/api/v1/tasks/{uid}") as r:
+                        body = await r.read()
+                    polls += 1
+                    task = json.loads(body)
+                    if task.get("status") in TERMINAL:
+                        break
+                    if time.perf_counter() - t0 > timeout:
+                        records.append({"lat": None, "why": f"task {uid} not done after {timeout:.0f} s"})
+                        return
+                    await asyncio.sleep(poll)
+                t_done, wall_done = time.perf_counter(), time.time()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                records.append({"lat": None, "why": f"{type(exc).__name__}: {exc}"})
+                return
+            rec = _record(wl, task, t0, t_sub, t_done, polls)
+            if events or rec["lat"] > SLOW_S:
+                async with http.get(f"{base}/api/v1/tasks/{uid}/events") as r:
+                    history = json.loads(await r.read())
+                rec["segments"] = _segments(history, wall0, wall_done)
+                if rec["lat"] > SLOW_S:
+                    rec["history"] = [{k: e.get(k) for k in ("type", "occurred_at", "attempt", "worker", "status")} for e in history]
+            records.append(rec)
+
+        async def client() -> None:
+            while next(counter) < n:
+                await one()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return records, wall
+
+
+# --- threads + requests -----------------------------------------------------------------------
+
+
+def _run_threads(base: str, wl: Workload, n: int, concurrency: int, poll: float, events: bool,
+                 timeout: float) -> tuple[list[dict[str, Any]], float]:
+    import requests
+
+    files, fields = wl.inputs(), wl.form_fields()
+    counter = itertools.count()
+    lock = threading.Lock()
+    records: list[dict[str, Any]] = []
+
+    def one(http: requests.Session) -> None:
+        form = {field: (name, data, mimetypes.guess_type(name)[0] or "application/octet-stream") for field, name, data in files}
+        wall0, t0 = time.time(), time.perf_counter()
+        try:
+            r = http.post(base + wl.endpoint, files=form, data=fields, timeout=timeout)
+            t_sub = time.perf_counter()
+            if r.status_code != 201:
+                rec = {"lat": None, "why": f"POST answered {r.status_code}: {r.text[:200]}"}
+            else:
+                uid = r.json()["uid"]
+                polls = 0
+                while True:
+                    task = http.get(f"{base}/api/v1/tasks/{uid}", timeout=timeout).json()
+                    polls += 1
+                    if task.get("status") in TERMINAL or time.perf_counter() - t0 > timeout:
+                        break
+                    time.sleep(poll)
+                t_done, wall_done = time.perf_counter(), time.time()
+                if task.get("status") not in TERMINAL:
+                    rec = {"lat": None, "why": f"task {uid} not done after {timeout:.0f} s"}
+                else:
+                    rec = _record(wl, task, t0, t_sub, t_done, polls)
+                    if events or rec["lat"] > SLOW_S:
+                        history = http.get(f"{base}/api/v1/tasks/{uid}/events").json()
+                        rec["segments"] = _segments(history, wall0, wall_done)
+                        if rec["lat"] > SLOW_S:
+                            rec["history"] = [{k: e.get(k) for k in ("type", "occurred_at", "attempt", "worker", "status")}
+                                              for e in history]
+        except (requests.RequestException, ValueError) as exc:
+            rec = {"lat": None, "why": f"{type(exc).__name__}: {exc}"}
+        with lock:
+            records.append(rec)
+
+    def client() -> None:
+        with requests.Session() as http:
+            while True:
+                with lock:
+                    i = next(counter)
+                if i >= n:
+                    return
+                one(http)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return records, time.perf_counter() - start
+
+
+def run(base: str, workload: str, n: int, concurrency: int, kind: str = "aiohttp", poll: float = 0.01,
+        events: bool = False, timeout: float = 300.0) -> dict[str, Any]:
+    wl = get(workload)
+    cpu0 = _cpu_s()
+    if kind == "aiohttp":
+        try:
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            pass
+        records, wall = asyncio.run(_run_aiohttp(base, wl, n, concurrency, poll, events, timeout))
+    elif kind == "threads":
+        records, wall = _run_threads(base, wl, n, concurrency, poll, events, timeout)
+    else:
+        raise SystemExit(f"unknown client kind {kind!r}")
+    cpu = _cpu_s() - cpu0
+    failures = [r["why"] for r in records if r.get("why")]
+    return {
+        "workload": workload, "kind": kind, "n": n, "concurrency": concurrency, "poll_s": poll,
+        "wall_s": wall, "tasks_per_s": n / wall if wall > 0 else 0.0, "client_cpu_s": cpu,
+        "ok": sum(1 for r in records if not r.get("why")), "failures": len(failures),
+        "failure_examples": failures[:5],
+        "lat_s": [r["lat"] for r in records if r.get("lat") is not None and not r.get("why")],
+        "submit_s": [r["submit"] for r in records if r.get("submit") is not None],
+        "polls": [r["polls"] for r in records if r.get("polls") is not None],
+        "segments": [r["segments"] for r in records if events and r.get("segments")],
+        "redelivered": sum(1 for r in records if (r.get("attempts") or 1) > 1),
+        "slow": [{k: r.get(k) for k in ("uid", "lat", "attempts", "segments", "history")} for r in records
+                 if (r.get("lat") or 0) > SLOW_S][:10],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.client", description=__doc__.splitlines()[0])
+    p.add_argument("--base", required=True)
+    p.add_argument("--workload", default="small")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--kind", choices=("aiohttp", "threads"), default="aiohttp")
+    p.add_argument("--poll", type=float, default=0.01)
+    p.add_argument("--events", action="store_true", help="fetch each task's events for a latency breakdown")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--handshake", action="store_true", help="print 'ready', wait for a line on stdin")
+    args = p.parse_args(argv)
+    get(args.workload).inputs()  # build the images before the clock starts
+    if args.handshake:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    result = run(args.base, args.workload, args.n, args.concurrency, args.kind, args.poll, args.events, args.timeout)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

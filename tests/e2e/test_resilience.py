@@ -1,0 +1,114 @@
+"""Nothing accepted is lost: restarts, a matcher killed mid-task, inputs that fail every time."""
+
+from __future__ import annotations
+
+import signal
+
+import cv2
+import pytest
+
+from tests.harness import DATA, Api, NatsServer, Service, free_port, start_up, test_env, wait_for
+from tests.images import encode, scene_with_pastes, textured_template
+
+
+@pytest.fixture(scope="module")
+def slow_pair():
+    """A 4000×3000 colour photo and a 200×200 crop: several seconds of matching per attempt."""
+    photo = cv2.resize(cv2.imread(str(DATA / "images" / "messi5.jpg")), (4000, 3000))
+    return encode(photo, ".jpg"), encode(photo[1000:1200, 2000:2200])
+
+
+def test_restart_keeps_tasks_files_and_queue(tmp_path):
+    data = tmp_path / "data"
+    port = free_port()
+    up = start_up(data, port, tmp_path / "up1.log", AEROVISION_MATCHER_WORKERS="1")
+    api = Api(f"http://127.0.0.1:{port}")
+    template = textured_template()
+    small = (encode(scene_with_pastes(template)), encode(template))
+    first = api.wait_done(api.submit_template(*small).json()["uid"])
+    big = encode(cv2.resize(scene_with_pastes(template), (1920, 1440)))
+    queued = [api.submit_template(big, small[1], use_grayscale="false").json()["uid"] for _ in range(12)]
+    still_waiting = [uid for uid in queued if api.task(uid)["status"] == "queued"]
+    assert up.stop() == 0
+    assert still_waiting, "the test needs tasks still queued when the system stops"
+
+    port = free_port()
+    up = start_up(data, port, tmp_path / "up2.log", AEROVISION_MATCHER_WORKERS="1")
+    try:
+        api = Api(f"http://127.0.0.1:{port}")
+        again = api.task(first["uid"])
+        assert again == first
+        for path in first["input_files"] + first["result_files"]:
+            assert api.http.get(f"{api.base}/{path}").status_code == 200
+        for uid in queued:
+            assert api.wait_done(uid, timeout=120)["status"] == "done"
+        listed = api.http.get(f"{api.base}/api/v1/tasks", params={"limit": 200}).json()
+        assert listed["total"] == 13
+    finally:
+        assert up.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def split_system(tmp_path_factory):
+    """NATS, projector and gateway as separate processes; each test brings its own matchers."""
+    root = tmp_path_factory.mktemp("split")
+    nats = NatsServer(root / "jetstream").start()
+    port = free_port()
+    env = test_env(NATS_URL=nats.url, AEROVISION_ACK_WAIT="3", AEROVISION_RETRY_DELAY="0.2")
+    services = [
+        Service(["projector"], env, root / "projector.log").start(),
+        Service(["gateway", "--port", str(port)], env, root / "gateway.log").start(),
+    ]
+    api = Api(f"http://127.0.0.1:{port}")
+    wait_for(api.healthy, timeout=60, what="gateway")
+    yield api, env, root
+    for service in services:
+        service.stop()
+    nats.stop()
+
+
+def test_matcher_killed_mid_task_is_redelivered(split_system, slow_pair):
+    api, env, root = split_system
+    doomed = Service(["matcher"], env, root / "matcher-a.log").start()
+    uid = api.submit_template(*slow_pair, use_grayscale="false").json()["uid"]
+    wait_for(lambda: api.task(uid)["status"] == "processing", timeout=60, what="the task to start")
+    doomed.kill()  # SIGKILL: no goodbye, no nak; the server redelivers after ack_wait
+    survivor = Service(["matcher"], env, root / "matcher-b.log").start()
+    try:
+        task = api.wait_done(uid, timeout=120)
+        assert task["status"] == "done", task["error"]
+        assert task["attempts"] == 2
+        assert (task["result_data"]["matches"][0]["x"], task["result_data"]["matches"][0]["y"]) == (2000, 1000)
+        events = api.http.get(f"{api.base}/api/v1/tasks/{uid}/events").json()
+        assert [e["type"] for e in events] == ["task.submitted", "task.started", "task.started", "task.finished"]
+    finally:
+        survivor.stop()
+
+
+def test_graceful_stop_hands_the_task_back(split_system, slow_pair):
+    api, env, root = split_system
+    first = Service(["matcher"], env, root / "matcher-c.log").start()
+    uid = api.submit_template(*slow_pair, use_grayscale="false").json()["uid"]
+    wait_for(lambda: api.task(uid)["status"] == "processing", timeout=60, what="the task to start")
+    first.signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=30) == 0
+    second = Service(["matcher"], env, root / "matcher-d.log").start()
+    try:
+        assert api.wait_done(uid, timeout=120)["status"] == "done"
+    finally:
+        second.stop()
+
+
+def test_input_that_fails_every_time_ends_in_error(split_system, slow_pair):
+    api, env, root = split_system
+    # A deadline shorter than the work: every attempt is killed, like a hang in OpenCV.
+    impatient = Service(["matcher"], {**env, "AEROVISION_TASK_TIMEOUT": "0.5"}, root / "matcher-e.log").start()
+    try:
+        uid = api.submit_template(*slow_pair, use_grayscale="false").json()["uid"]
+        task = api.wait_done(uid, timeout=120)
+        assert task["status"] == "error"
+        assert "3 attempts" in task["error"] and "too long" in task["error"]
+        ok = api.submit_template(*slow_pair[:1], slow_pair[1], use_grayscale="true", threshold="0.5")
+        assert ok.status_code == 201  # the matcher is still alive and taking work
+    finally:
+        impatient.stop()
