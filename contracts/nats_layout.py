@@ -42,7 +42,7 @@ async def connect(url: str, name: str, *, deadline: float = 60.0) -> NATS:
     while True:
         try:
             return await nats.connect(
-                url,
+                [server.strip() for server in url.split(",") if server.strip()],
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,

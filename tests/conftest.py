@@ -21,7 +21,8 @@ def system(tmp_path_factory: pytest.TempPathFactory):
     """The whole system as ``aerovision up`` starts it (embedded NATS), shared by e2e tests."""
     data = tmp_path_factory.mktemp("aerovision")
     port = free_port()
-    up = start_up(data / "data", port, data / "up.log", AEROVISION_MAX_UPLOAD_MB="8")
+    up = start_up(data / "data", port, data / "up.log", AEROVISION_MAX_UPLOAD_MB="8",
+                  AEROVISION_WEBHOOK_SCHEDULE="0.2,0.5,1")
     yield Api(f"http://127.0.0.1:{port}")
     code = up.stop()
     assert code == 0, f"aerovision up exited with {code}; log:\n{(data / 'up.log').read_text()[-3000:]}"

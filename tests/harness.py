@@ -17,9 +17,8 @@ import requests
 from aerovision import natsserver
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path(os.environ.get("AEROVISION_TEST_DATA", "/work/shared/data"))
+# OpenCV's sample images the tests use (messi5.jpg, left01.jpg), shipped with the tests.
+DATA = ROOT / "tests" / "data"
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ def textured_template(size: int = 32, seed: int = 7) -> np.ndarray:
 
 def scene_with_pastes(template: np.ndarray, size=(640, 480), positions=POSITIONS, darken: float = 0.4) -> np.ndarray:
     """A real photo (messi5.jpg), darkened so even TM_CCORR peaks on the pastes, with the template pasted."""
-    photo = cv2.imread(str(DATA / "images" / "messi5.jpg"))
+    photo = cv2.imread(str(DATA / "messi5.jpg"))
     scene = (cv2.resize(photo, size, interpolation=cv2.INTER_AREA) * darken).astype(np.uint8)
     h, w = template.shape[:2]
     for x, y in positions:

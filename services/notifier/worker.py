@@ -17,17 +17,17 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api as js_api
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts import names, nats_layout
 from contracts.api import WebhookRecord
 from contracts.events import TaskFinished, WebhookAttempted, decode_event, encode_event, message_id_of, subject_of
+from services.notifier.directory import WebhookDirectory
 from services.notifier.settings import NotifierSettings
 from services.notifier.signing import headers_for, payload_for, retry_delay
 
 log = structlog.get_logger("notifier")
-_records = msgspec.json.Decoder(WebhookRecord)
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -54,11 +54,11 @@ def consumer_config(settings: NotifierSettings) -> js_api.ConsumerConfig:
 
 
 class Notifier:
-    def __init__(self, nc: NATS, webhooks: KeyValue, deliveries: KeyValue, http: aiohttp.ClientSession,
+    def __init__(self, nc: NATS, directory: WebhookDirectory, deliveries: KeyValue, http: aiohttp.ClientSession,
                  settings: NotifierSettings) -> None:
         self._nc = nc
         self._js = nc.jetstream()
-        self._webhooks = webhooks
+        self._directory = directory
         self._deliveries = deliveries
         self._http = http
         self._settings = settings
@@ -90,19 +90,6 @@ class Notifier:
             if running:
                 await asyncio.wait(running, timeout=self._settings.timeout + 1)
 
-    async def _hooks(self) -> list[WebhookRecord]:
-        try:
-            keys = await self._webhooks.keys()
-        except NoKeysError:
-            return []
-        hooks = []
-        for key in keys:
-            try:
-                hooks.append(_records.decode((await self._webhooks.get(key)).value))
-            except KeyNotFoundError:
-                continue
-        return hooks
-
     async def _handle(self, msg: Msg) -> None:
         try:
             event = decode_event(msg.data)
@@ -115,7 +102,7 @@ class Notifier:
         with structlog.contextvars.bound_contextvars(uid=event.uid):
             try:
                 body = payload_for(event)
-                hooks = [h for h in await self._hooks() if h.created_at <= event.occurred_at]
+                hooks = self._directory.registered_before(event.occurred_at)
                 waits = await asyncio.gather(*(self._deliver(event, hook, body) for hook in hooks))
                 pending = [w for w in waits if w is not None]
                 if pending:
@@ -180,7 +167,12 @@ async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
         webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, settings.replicas)
         deliveries = await nats_layout.open_kv(js, names.DELIVERIES_BUCKET, settings.replicas)
         timeout = aiohttp.ClientTimeout(total=settings.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            await Notifier(nc, webhooks, deliveries, http, settings).run(stop)
+        directory = WebhookDirectory(webhooks)
+        await directory.start()
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                await Notifier(nc, directory, deliveries, http, settings).run(stop)
+        finally:
+            await directory.stop()
     finally:
         await nc.drain()

@@ -14,7 +14,7 @@ from tests.images import encode, scene_with_pastes, textured_template
 @pytest.fixture(scope="module")
 def slow_pair():
     """A 4000×3000 colour photo and a 200×200 crop: several seconds of matching per attempt."""
-    photo = cv2.resize(cv2.imread(str(DATA / "images" / "messi5.jpg")), (4000, 3000))
+    photo = cv2.resize(cv2.imread(str(DATA / "messi5.jpg")), (4000, 3000))
     return encode(photo, ".jpg"), encode(photo[1000:1200, 2000:2200])
 
 

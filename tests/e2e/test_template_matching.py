@@ -89,7 +89,7 @@ def test_max_results_and_threshold(api, pasted):
 
 
 def test_real_photo_crop_is_found(api, data_dir):
-    photo = cv2.imread(str(data_dir / "images" / "messi5.jpg"))
+    photo = cv2.imread(str(data_dir / "messi5.jpg"))
     crop = photo[100:150, 200:260]
     task = api.wait_done(api.submit_template(encode(photo, ".jpg"), encode(crop), names=("messi5.jpg", "crop.png")).json()["uid"])
     assert task["status"] == "done"
@@ -101,7 +101,7 @@ def test_real_photo_crop_is_found(api, data_dir):
 
 
 def test_chessboard_gives_many_separate_matches(api, data_dir):
-    board = cv2.imread(str(data_dir / "images" / "left01.jpg"), cv2.IMREAD_GRAYSCALE)
+    board = cv2.imread(str(data_dir / "left01.jpg"), cv2.IMREAD_GRAYSCALE)
     # One inner corner of the chessboard: it repeats across the board.
     corner = board[230:262, 250:282]
     task = api.wait_done(api.submit_template(encode(board), encode(corner), threshold=0.6, max_results=50).json()["uid"])

@@ -12,7 +12,7 @@ import pytest
 from services.gateway.imageinfo import ImageInfo, sniff_image
 from services.gateway.thumbnails import make_thumbnail
 
-IMAGES = Path("/work/shared/data/images")
+IMAGES = Path(__file__).resolve().parents[1] / "data"
 REAL = sorted(p for p in IMAGES.iterdir() if p.suffix in (".png", ".jpg"))
 
 

@@ -11,7 +11,7 @@ import pytest
 from services.matcher.errors import InputError
 from services.matcher.images import decode_image, encode_png
 
-IMAGES = Path("/work/shared/data/images")
+IMAGES = Path(__file__).resolve().parents[1] / "data"
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -19,7 +19,7 @@ from services.matcher.template import (
     result_data,
 )
 
-IMAGES = Path("/work/shared/data/images")
+IMAGES = Path(__file__).resolve().parents[1] / "data"
 METHODS = ["TM_CCOEFF_NORMED", "TM_CCORR_NORMED", "TM_SQDIFF_NORMED", "TM_CCOEFF", "TM_CCORR", "TM_SQDIFF"]
 PASTES = [(50, 60), (300, 200), (500, 400)]
 T = 32
