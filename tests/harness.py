@@ -94,7 +94,7 @@ class Service:
             self.proc.wait(timeout=10)
 
 
-def test_env(**extra: str) -> dict[str, str]:
+def service_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AEROVISION_") and k != "NATS_URL"}
     env.update({"AEROVISION_MATCHER_WORKERS": "2", "AEROVISION_LOG_LEVEL": "INFO", **extra})
     return env
@@ -130,7 +130,7 @@ class Api:
 
 def start_up(data: Path, port: int, log: Path, **env: str) -> Service:
     """``aerovision up`` exactly as the README runs it, on a chosen port and data folder."""
-    service = Service(["up", "--port", str(port), "--data", str(data)], test_env(**env), log).start()
+    service = Service(["up", "--port", str(port), "--data", str(data)], service_env(**env), log).start()
     api = Api(f"http://127.0.0.1:{port}")
     try:
         wait_for(api.healthy, timeout=60, interval=0.1, what="aerovision up to be healthy")

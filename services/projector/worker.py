@@ -70,7 +70,6 @@ class Projector:
         if not msgs:  # a late status reply to an earlier pull can yield an empty batch
             return
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
-        indexed: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for msg in msgs:
             seq = msg.metadata.sequence.stream
             try:
@@ -79,17 +78,24 @@ class Projector:
                 log.warning("event_skipped", subject=msg.subject, seq=seq, reason=str(exc))
                 continue
             by_uid[event.uid].append((event, seq))
-            for name in index_entries(event):
-                indexed[name].append((seq, event.uid))
-        await nats_layout.retrying(
-            lambda: asyncio.gather(*(self._project_task(uid, evs) for uid, evs in by_uid.items())),
-            deadline=3600, what="views",
-        )
-        for name, entries in indexed.items():
-            index = self._indexes.setdefault(name, TaskIndex(self._index_kv, name))
-            await nats_layout.retrying(lambda: index.append(entries), deadline=3600, what="index")
+        await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")
         await msgs[-1].ack()
         log.debug("batch_projected", events=len(msgs), tasks=len(by_uid))
+
+    async def _project(self, by_uid: dict[str, list[tuple[AnyEvent, int]]]) -> None:
+        plans = await asyncio.gather(*(self._plan(uid, events) for uid, events in by_uid.items()))
+        # The index first: a crash between the two writes replays the batch, and the index's own
+        # tracking position (not the view) decides what is appended again.
+        indexed: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for uid, (_, _, _, creation) in zip(by_uid, plans):
+            if creation is not None:
+                seq, event = creation
+                for name in index_entries(event):
+                    indexed[name].append((seq, uid))
+        for name, entries in indexed.items():
+            index = self._indexes.setdefault(name, TaskIndex(self._index_kv, name))
+            await index.append(sorted(entries))
+        await asyncio.gather(*(self._write(uid, *plan[:3], by_uid[uid]) for uid, plan in zip(by_uid, plans)))
 
     async def _load(self, uid: str) -> tuple[TaskView | None, int]:
         cached = self._cache.get(uid)
@@ -102,12 +108,24 @@ class Projector:
             return None, 0
         return view_decoder.decode(entry.value), entry.revision
 
-    async def _project_task(self, uid: str, events: list[tuple[AnyEvent, int]]) -> None:
+    async def _plan(self, uid: str, events: list[tuple[AnyEvent, int]]):
+        """(old view, revision, new view, the submission that created the task in this batch)."""
+        view, rev = await self._load(uid)
+        new, creation = view, None
+        for event, seq in events:
+            before = new
+            new = apply(new, event, seq)
+            if before is None and new is not None:
+                creation = (seq, event)
+        # A view that exists was indexed when it was created; a second submission of the same
+        # uid (a retry past the duplicate window) is not a new task.
+        if view is not None:
+            creation = None
+        return view, rev, new, creation
+
+    async def _write(self, uid: str, view: TaskView | None, rev: int, new: TaskView | None,
+                     events: list[tuple[AnyEvent, int]]) -> None:
         for _ in range(5):
-            view, rev = await self._load(uid)
-            new = view
-            for event, seq in events:
-                new = apply(new, event, seq)
             if new is view or new is None:
                 return
             try:
@@ -116,10 +134,10 @@ class Projector:
                 else:
                     rev = await self._views.create(uid, view_encoder.encode(new))
             except KeyWrongLastSequenceError:
-                self._cache.pop(uid, None)  # written elsewhere since we read it: reload
+                self._cache.pop(uid, None)  # written elsewhere since we read it: reload, re-apply
+                view, rev, new, _ = await self._plan(uid, events)
                 continue
             self._remember(uid, new, rev)
-            structlog.get_logger("projector").debug("view_written", uid=uid, status=new.status)
             return
         raise RuntimeError(f"task {uid}: view kept changing under us")
 

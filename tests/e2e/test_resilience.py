@@ -7,7 +7,7 @@ import signal
 import cv2
 import pytest
 
-from tests.harness import DATA, Api, NatsServer, Service, free_port, start_up, test_env, wait_for
+from tests.harness import DATA, Api, NatsServer, Service, free_port, start_up, service_env, wait_for
 from tests.images import encode, scene_with_pastes, textured_template
 
 
@@ -54,7 +54,7 @@ def split_system(tmp_path_factory):
     root = tmp_path_factory.mktemp("split")
     nats = NatsServer(root / "jetstream").start()
     port = free_port()
-    env = test_env(NATS_URL=nats.url, AEROVISION_ACK_WAIT="3", AEROVISION_RETRY_DELAY="0.2")
+    env = service_env(NATS_URL=nats.url, AEROVISION_ACK_WAIT="3", AEROVISION_RETRY_DELAY="0.2")
     services = [
         Service(["projector"], env, root / "projector.log").start(),
         Service(["gateway", "--port", str(port)], env, root / "gateway.log").start(),
