@@ -9,7 +9,6 @@ and a ground-truth check of ``result_data``. Feature and surface matching slot i
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
-    for candidate in (os.environ.get("AEROVISION_TEST_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"):
-        if candidate and (Path(candidate) / "images").is_dir():
-            return Path(candidate)
-    return Path("/nonexistent")
+    """OpenCV's sample images shipped with the tests (messi5.jpg is the workloads' photo)."""
+    return ROOT / "tests" / "data"
 
 
 # An input file: (form field, file name, bytes).
@@ -87,7 +84,7 @@ def textured_template(size: int, seed: int = 7) -> np.ndarray:
 
 
 def _background(size: tuple[int, int]) -> np.ndarray:
-    photo_path = data_dir() / "images" / "messi5.jpg"
+    photo_path = data_dir() / "messi5.jpg"
     photo = cv2.imread(str(photo_path)) if photo_path.exists() else None
     if photo is None:  # no shared data: a smooth synthetic scene instead of the photo
         rng = np.random.default_rng(1)

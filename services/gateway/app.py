@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from litestar import Litestar
 from litestar.di import Provide
@@ -16,9 +17,35 @@ from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
 
 
-def create_app(settings: GatewaySettings) -> Litestar:
-    """A gateway app bound to ``settings``; it connects to NATS when it starts."""
+_TASK_PATH = re.compile(r"^/api/v1/tasks/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def create_app(settings: GatewaySettings) -> Callable:
+    """The gateway as an ASGI app bound to ``settings``; it connects to NATS when it starts.
+
+    Status reads are the hottest path (clients poll every 10 ms): a read of a cached view is
+    answered here, before the framework's routing and middleware, for a third of the CPU.
+    """
     state: dict[str, Backend] = {}
+    app = _litestar_app(settings, state)
+
+    async def asgi(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and (backend := state.get("backend")):
+            match = _TASK_PATH.match(scope["path"])
+            data = backend.cache.get(match.group(1)) if match else None
+            if data is not None:
+                headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": data})
+                return
+        await app(scope, receive, send)
+
+    asgi.litestar = app  # type: ignore[attr-defined]
+    return asgi
+
+
+def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
