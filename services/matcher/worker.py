@@ -146,9 +146,9 @@ class Matcher:
                 error=f"The task failed {settings.max_attempts} times: its input crashes or stalls the matcher",
             ))
             return
-        await self.publish(TaskStarted(uid=event.uid, tool=event.tool, worker=settings.name, attempt=attempt))
         fields = list(FILE_FIELDS.get(event.tool, ("first", "second")))
-        blobs = await asyncio.gather(*(self._files.get(path) for path in event.input_files))
+        started = TaskStarted(uid=event.uid, tool=event.tool, worker=settings.name, attempt=attempt)
+        _, *blobs = await asyncio.gather(self.publish(started), *(self._files.get(p) for p in event.input_files))
         missing = [path for path, blob in zip(event.input_files, blobs) if blob is None]
         if missing:
             await self._finish(msg, event, TaskFinished(
