@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from typing import Awaitable, Callable, TypeVar
 
 import nats
@@ -134,24 +135,57 @@ async def declare_consumer(js: JetStreamContext, config: js_api.ConsumerConfig) 
     await retrying(lambda: js.add_consumer(names.EVENT_STREAM, config=config), deadline=30, what="consumer")
 
 
+class _BatchReplies:
+    """One wildcard inbox per connection for batched direct gets: a new subscription per read
+    would cost a SUB/UNSUB round of interest changes on the server every time."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._sub = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> None:
+        if self._sub is None:
+            async with self._lock:
+                if self._sub is None:
+                    self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._route)
+
+    async def _route(self, msg) -> None:
+        queue = self._queues.get(msg.subject.rsplit(".", 1)[-1])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def fetch(self, stream: str, request: bytes, limit: int, timeout: float) -> list:
+        await self._ensure()
+        token = self._nc._nuid.next().decode()
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues[token] = queue
+        found: list = []
+        try:
+            await self._nc.publish(f"$JS.API.DIRECT.GET.{stream}", request, reply=f"{self._prefix}.{token}")
+            while len(found) < limit:
+                msg = await asyncio.wait_for(queue.get(), timeout=timeout)
+                if (msg.headers or {}).get("Status") is not None and not msg.data:
+                    break  # end of batch (204) or nothing found (404)
+                found.append(msg)
+        finally:
+            del self._queues[token]
+        return found
+
+
+_replies: "weakref.WeakKeyDictionary[NATS, _BatchReplies]" = weakref.WeakKeyDictionary()
+
+
 async def direct_get_batch(nc: NATS, stream: str, subject: str, limit: int, *, start_seq: int = 1,
                            timeout: float = 10.0) -> list:
     """Messages of ``subject`` (wildcards allowed) from ``start_seq`` on, in one batched direct get.
 
     Needs nats-server >= 2.11 and ``allow_direct`` on the stream. Returns at most ``limit`` messages.
     """
-    inbox = nc.new_inbox()
-    queue: asyncio.Queue = asyncio.Queue()
-    sub = await nc.subscribe(inbox, cb=queue.put)
-    found: list = []
-    try:
-        req = json.dumps({"seq": start_seq, "next_by_subj": subject, "batch": limit}).encode()
-        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", req, reply=inbox)
-        while len(found) < limit:
-            msg = await asyncio.wait_for(queue.get(), timeout=timeout)
-            if (msg.headers or {}).get("Status") is not None and not msg.data:
-                break  # end of batch (204) or nothing found (404)
-            found.append(msg)
-    finally:
-        await sub.unsubscribe()
-    return found
+    replies = _replies.get(nc)
+    if replies is None:
+        replies = _replies[nc] = _BatchReplies(nc)
+    request = json.dumps({"seq": start_seq, "next_by_subj": subject, "batch": limit}).encode()
+    return await replies.fetch(stream, request, limit, timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import msgspec
 import nats
@@ -133,10 +134,10 @@ class Matcher:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=self._settings.retry_delay * attempt)
 
-    async def _finish(self, msg: Msg, event: TaskSubmitted, finished: TaskFinished) -> None:
+    async def _finish(self, msg: Msg, event: TaskSubmitted, finished: TaskFinished, **timings: float) -> None:
         await self.publish(finished)
         await msg.ack_sync()
-        log.info("task_finished", status=finished.status, error=finished.error)
+        log.info("task_finished", status=finished.status, error=finished.error, **timings)
 
     async def _process(self, msg: Msg, event: TaskSubmitted, attempt: int) -> None:
         settings = self._settings
@@ -146,6 +147,7 @@ class Matcher:
                 error=f"The task failed {settings.max_attempts} times: its input crashes or stalls the matcher",
             ))
             return
+        t0 = time.perf_counter()
         fields = list(FILE_FIELDS.get(event.tool, ("first", "second")))
         started = TaskStarted(uid=event.uid, tool=event.tool, worker=settings.name, attempt=attempt)
         _, *blobs = await asyncio.gather(self.publish(started), *(self._files.get(p) for p in event.input_files))
@@ -155,6 +157,7 @@ class Matcher:
                 uid=event.uid, tool=event.tool, status="error", error=f"Input file missing: {', '.join(missing)}",
             ))
             return
+        t1 = time.perf_counter()
         job = Job(uid=event.uid, tool=event.tool, params=event.params, inputs=list(zip(fields, blobs)))
         try:
             outcome: JobOutcome = await self._with_heartbeat(msg, self._pool.run(run_job, job, settings.task_timeout))
@@ -169,15 +172,17 @@ class Matcher:
             else:
                 await msg.nak(delay=settings.retry_delay)
             return
+        t2 = time.perf_counter()
         paths = [f"results/{event.uid}/{name}" for name, _ in outcome.files]
         await asyncio.gather(*(
-            nats_layout.retrying(lambda p=path, d=data: self._files.put(p, d, replace=True), what="result")
+            nats_layout.retrying(lambda p=path, d=data: self._files.put(p, d, replace=attempt > 1), what="result")
             for path, (_, data) in zip(paths, outcome.files)
         ))
         await self._finish(msg, event, TaskFinished(
             uid=event.uid, tool=event.tool, status=outcome.status,
             result_files=paths, result_data=outcome.result_data, error=outcome.error,
-        ))
+        ), inputs_ms=round((t1 - t0) * 1000, 1), run_ms=round((t2 - t1) * 1000, 1),
+            store_ms=round((time.perf_counter() - t2) * 1000, 1))
 
     async def _with_heartbeat(self, msg: Msg, work):
         """Await ``work`` while telling the server the task is alive, so it is not redelivered."""
