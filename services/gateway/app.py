@@ -29,11 +29,18 @@ def create_app(settings: GatewaySettings) -> Callable:
     """
     state: dict[str, Backend] = {}
     app = _litestar_app(settings, state)
+    hold = settings.status_hold
 
     async def asgi(scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and (backend := state.get("backend")):
             match = _TASK_PATH.match(scope["path"])
-            data = backend.cache.get(match.group(1)) if match else None
+            uid = match.group(1) if match else None
+            data, final = backend.cache.lookup(uid) if uid else (None, False)
+            if data is not None and not final and hold > 0:
+                # Hold a read of an unfinished task briefly: if it changes meanwhile the client
+                # hears at once; either way tight polling loops cost a fraction of the requests.
+                await backend.cache.wait_for_change(uid, hold)
+                data = backend.cache.get(uid) or data
             if data is not None:
                 headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -20,6 +20,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     view_cache: int = 20_000
     # A non-final cached view older than this is re-read (a safety net if the watcher stalls).
     view_cache_ttl: float = 2.0
+    # A status read of an unfinished task waits up to this long for a change before answering.
+    status_hold: float = 0.1
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -32,4 +34,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             max_upload_bytes=int(float(env.get("AEROVISION_MAX_UPLOAD_MB", d.max_upload_bytes / 2**20)) * 2**20),
             max_image_pixels=int(env.get("AEROVISION_MAX_IMAGE_PIXELS", d.max_image_pixels)),
             view_cache=int(env.get("AEROVISION_VIEW_CACHE", d.view_cache)),
+            status_hold=float(env.get("AEROVISION_STATUS_HOLD_MS", d.status_hold * 1000)) / 1000,
         )

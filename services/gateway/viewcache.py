@@ -8,6 +8,7 @@ a task that has not ended is also re-read after ``ttl`` seconds, in case the wat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from typing import Callable
@@ -30,6 +31,7 @@ class ViewCache:
         self._clock = clock
         # uid -> (view JSON, KV revision, final?, time stored)
         self._entries: OrderedDict[str, tuple[bytes, int, bool, float]] = OrderedDict()
+        self._waiters: dict[str, list[asyncio.Future]] = {}
 
     def get(self, uid: str) -> bytes | None:
         entry = self._entries.get(uid)
@@ -40,6 +42,26 @@ class ViewCache:
             return None
         self._entries.move_to_end(uid)
         return data
+
+    def lookup(self, uid: str) -> tuple[bytes | None, bool]:
+        """The view (as ``get``) and whether it is final."""
+        data = self.get(uid)
+        return data, data is not None and self._entries[uid][2]
+
+    async def wait_for_change(self, uid: str, timeout: float) -> None:
+        """Return when a newer view of ``uid`` arrives, or after ``timeout`` seconds."""
+        future = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(uid, [])
+        waiters.append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(uid, None)
 
     def put(self, uid: str, data: bytes, revision: int) -> None:
         """Store a view unless a newer revision of it is already here."""
@@ -54,6 +76,9 @@ class ViewCache:
         self._entries.move_to_end(uid)
         if len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
+        for future in self._waiters.get(uid, ()):
+            if not future.done():
+                future.set_result(None)
 
     def drop(self, uid: str) -> None:
         self._entries.pop(uid, None)

@@ -32,3 +32,17 @@ def test_bounded():
     assert len(cache) == 3 and cache.get("9") is not None and cache.get("0") is None
     cache.put("x", b"not json", 1)
     assert cache.get("x") is None
+
+
+async def test_a_held_read_wakes_on_a_newer_view():
+    import asyncio
+
+    cache = ViewCache(capacity=10, ttl=2.0)
+    cache.put("a", b'{"status":"queued"}', 1)
+    assert cache.lookup("a") == (b'{"status":"queued"}', False)
+    waiter = asyncio.create_task(cache.wait_for_change("a", 5.0))
+    await asyncio.sleep(0)
+    cache.put("a", b'{"status":"done"}', 2)
+    await asyncio.wait_for(waiter, 1.0)
+    assert cache.lookup("a") == (b'{"status":"done"}', True)
+    await cache.wait_for_change("a", 0.01)  # nothing changes: returns after the timeout
