@@ -189,3 +189,37 @@ async def direct_get_batch(nc: NATS, stream: str, subject: str, limit: int, *, s
         replies = _replies[nc] = _BatchReplies(nc)
     request = json.dumps({"seq": start_seq, "next_by_subj": subject, "batch": limit}).encode()
     return await replies.fetch(stream, request, limit, timeout)
+
+
+async def consume(psub, handle: Callable[[object], Awaitable[None]], *, concurrency: int,
+                  stop: asyncio.Event, grace: float) -> None:
+    """Fetch from a pull subscription while fewer than ``concurrency`` messages are in hand, each
+    handled in its own task, until ``stop``. Then let running handlers finish for ``grace``
+    seconds and cancel the rest (handlers hand their message back when cancelled)."""
+    slots = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task] = set()
+    try:
+        while not stop.is_set():
+            await slots.acquire()
+            try:
+                msgs = await psub.fetch(1, timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                slots.release()
+                continue
+            except nats.errors.ConnectionClosedError:
+                slots.release()
+                break
+            if not msgs:
+                slots.release()
+            for msg in msgs:
+                task = asyncio.create_task(handle(msg))
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+    finally:
+        # Messages left in a pull subscription's queue would stall drain() for 30 s.
+        await psub.unsubscribe()
+        if running:
+            _, pending = await asyncio.wait(set(running), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -13,7 +13,6 @@ import contextlib
 import time
 
 import msgspec
-import nats
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -60,7 +59,6 @@ class Matcher:
         self._files = FileStore(nc)
         self._pool = pool
         self._settings = settings
-        self._running: set[asyncio.Task] = set()
 
     async def publish(self, event: AnyEvent) -> None:
         await nats_layout.retrying(
@@ -76,38 +74,12 @@ class Matcher:
             f"{names.MAX_DELIVERIES_ADVISORY}.{names.EVENT_STREAM}.{names.MATCHER_CONSUMER}",
             queue="aerovision-matcher", cb=self._on_max_deliveries,
         )
-        # Fetch only what can start soon: one job per worker running, one waiting.
-        slots = asyncio.Semaphore(self._pool.size * 2)
         log.info("matcher_started", workers=self._pool.size, name=self._settings.name)
         try:
-            while not stop.is_set():
-                await slots.acquire()
-                try:
-                    msgs = await psub.fetch(1, timeout=1.0)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                    slots.release()
-                    continue
-                except nats.errors.ConnectionClosedError:
-                    slots.release()
-                    break
-                for msg in msgs:
-                    task = asyncio.create_task(self._handle(msg))
-                    self._running.add(task)
-                    task.add_done_callback(lambda t: (self._running.discard(t), slots.release()))
+            # Fetch only what can start soon: one job per worker running, one waiting.
+            await nats_layout.consume(psub, self._handle, concurrency=self._pool.size * 2, stop=stop, grace=10.0)
         finally:
-            # Messages left in a pull subscription's queue would stall drain() for 30 s.
-            await psub.unsubscribe()
             await advisories.unsubscribe()
-            await self._drain_running()
-
-    async def _drain_running(self, grace: float = 10.0) -> None:
-        """On shutdown let running tasks finish for a while; the rest go back to the queue."""
-        if not self._running:
-            return
-        done, pending = await asyncio.wait(set(self._running), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _handle(self, msg: Msg) -> None:
         try:

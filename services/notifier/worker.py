@@ -12,7 +12,6 @@ import time
 
 import aiohttp
 import msgspec
-import nats
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -66,29 +65,9 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         await nats_layout.declare_consumer(self._js, consumer_config(self._settings))
         psub = await self._js.pull_subscribe_bind(durable=names.NOTIFIER_CONSUMER, stream=names.EVENT_STREAM)
-        slots = asyncio.Semaphore(self._settings.concurrency)
-        running: set[asyncio.Task] = set()
         log.info("notifier_started")
-        try:
-            while not stop.is_set():
-                await slots.acquire()
-                try:
-                    msgs = await psub.fetch(1, timeout=1.0)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                    slots.release()
-                    continue
-                except nats.errors.ConnectionClosedError:
-                    slots.release()
-                    break
-                for msg in msgs:
-                    task = asyncio.create_task(self._handle(msg))
-                    running.add(task)
-                    task.add_done_callback(lambda t: (running.discard(t), slots.release()))
-        finally:
-            # Messages left in a pull subscription's queue would stall drain() for 30 s.
-            await psub.unsubscribe()
-            if running:
-                await asyncio.wait(running, timeout=self._settings.timeout + 1)
+        await nats_layout.consume(psub, self._handle, concurrency=self._settings.concurrency, stop=stop,
+                                  grace=self._settings.timeout + 1)
 
     async def _handle(self, msg: Msg) -> None:
         try:
