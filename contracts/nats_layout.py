@@ -25,8 +25,12 @@ log = structlog.get_logger("nats")
 T = TypeVar("T")
 
 
-async def connect(url: str, name: str, *, deadline: float = 60.0) -> NATS:
-    """Connect, retrying until the server answers, and reconnect forever afterwards."""
+async def connect(url: str, name: str, *, deadline: float = 60.0,
+                  on_reconnect: list[Callable[[], Awaitable[None]]] | None = None) -> NATS:
+    """Connect, retrying until the server answers, and reconnect forever afterwards.
+
+    ``on_reconnect`` may be filled after connecting: each is awaited after every reconnection.
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", client=name, error=str(exc))
@@ -34,8 +38,10 @@ async def connect(url: str, name: str, *, deadline: float = 60.0) -> NATS:
     async def on_disconnect() -> None:
         log.warning("nats_disconnected", client=name)
 
-    async def on_reconnect() -> None:
+    async def reconnected() -> None:
         log.info("nats_reconnected", client=name)
+        for callback in on_reconnect or ():
+            await callback()
 
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline
@@ -51,7 +57,7 @@ async def connect(url: str, name: str, *, deadline: float = 60.0) -> NATS:
                 ping_interval=10,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
+                reconnected_cb=reconnected,
             )
         except (OSError, nats.errors.NoServersError, asyncio.TimeoutError) as exc:
             if loop.time() > give_up:

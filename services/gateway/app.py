@@ -56,8 +56,10 @@ def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Lites
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        nc = await nats_layout.connect(settings.nats_url, "aerovision-gateway")
+        reconnect_hooks: list = []
+        nc = await nats_layout.connect(settings.nats_url, "aerovision-gateway", on_reconnect=reconnect_hooks)
         backend = Backend(nc, settings)
+        reconnect_hooks.append(backend.on_reconnect)
         try:
             await backend.start()
             state["backend"] = backend

@@ -7,6 +7,7 @@ and webhooks. It never writes the task view (the projector does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 
@@ -58,6 +59,9 @@ class Backend:
         self._index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, replicas)
         self._tool_settings = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, replicas, history=10)
         self._webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, replicas)
+        await self._watch_views()
+
+    async def _watch_views(self) -> None:
         # Only new updates: the cache fills from reads, not from a replay of every task.
         prefix = f"$KV.{names.TASK_VIEW_BUCKET}."
 
@@ -72,6 +76,18 @@ class Backend:
             f"{prefix}>", cb=on_update, ordered_consumer=True,
             deliver_policy=js_api.DeliverPolicy.NEW, stream=f"KV_{names.TASK_VIEW_BUCKET}",
         )
+
+    async def on_reconnect(self) -> None:
+        """The watcher can stay silent for a while after a reconnect: re-read, and watch anew."""
+        self.cache.expire_unfinished()
+        old, self._watch = self._watch, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        try:
+            await self._watch_views()
+        except Exception:
+            log.exception("view_watch_restart_failed")
 
     async def close(self) -> None:
         if self._watch is not None:

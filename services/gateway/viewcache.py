@@ -80,6 +80,12 @@ class ViewCache:
             if not future.done():
                 future.set_result(None)
 
+    def expire_unfinished(self) -> None:
+        """Updates may have been missed (a reconnect): re-read unfinished views on next access."""
+        for uid, (data, revision, final, _) in list(self._entries.items()):
+            if not final:
+                self._entries[uid] = (data, revision, final, float("-inf"))
+
     def drop(self, uid: str) -> None:
         self._entries.pop(uid, None)
 

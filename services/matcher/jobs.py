@@ -30,10 +30,12 @@ class JobOutcome(msgspec.Struct, frozen=True):
 def _template(job: Job) -> JobOutcome:
     params = msgspec.convert(job.params, TemplateParams)
     (image_field, image_bytes), (template_field, template_bytes) = job.inputs
-    image = decode_image(image_bytes, grayscale=params.use_grayscale, name=image_field)
+    # Decoded in colour once: the boxes are drawn on what the user sent, not on its gray version.
+    picture = decode_image(image_bytes, grayscale=False, name=image_field)
+    image = cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if params.use_grayscale else picture
     template = decode_image(template_bytes, grayscale=params.use_grayscale, name=template_field)
     result = tm.match_template(image, template, params)
-    matches_png = encode_png(tm.draw_matches(image, result.matches))
+    matches_png = encode_png(tm.draw_matches(picture, result.matches))
     heatmap_png = encode_png(tm.render_heatmap(result.scores, image.shape, template.shape))
     return JobOutcome(
         status="done",
