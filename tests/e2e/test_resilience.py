@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import cv2
@@ -112,3 +113,42 @@ def test_input_that_fails_every_time_ends_in_error(split_system, slow_pair):
         assert ok.status_code == 201  # the matcher is still alive and taking work
     finally:
         impatient.stop()
+
+
+def _children(pid: int, name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            comm, ppid = stat[stat.index("(") + 1: stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+            if ppid == pid and comm.startswith(name):
+                found.append(int(entry))
+    return found
+
+
+def test_nats_and_services_killed_lose_nothing(tmp_path):
+    port = free_port()
+    up = start_up(tmp_path / "data", port, tmp_path / "up.log")
+    api = Api(f"http://127.0.0.1:{port}")
+    template = textured_template()
+    pair = (encode(scene_with_pastes(template)), encode(template))
+    try:
+        before = [api.submit_template(*pair).json()["uid"] for _ in range(5)]
+        nats_pids = _children(up.proc.pid, "nats-server")
+        assert nats_pids, "aerovision up runs its own nats-server"
+        os.kill(nats_pids[0], signal.SIGKILL)
+        # Accepted while NATS restarts: the gateway rides it out instead of failing the request.
+        during = [api.submit_template(*pair) for _ in range(3)]
+        assert [r.status_code for r in during] == [201] * 3
+        for name in ("python",):  # every service process: gateway, matcher, projector, notifier
+            for pid in _children(up.proc.pid, name):
+                os.kill(pid, signal.SIGKILL)
+        wait_for(api.healthy, timeout=60, interval=0.2, what="the gateway to come back")
+        for uid in before + [r.json()["uid"] for r in during]:
+            task = api.wait_done(uid, timeout=120)
+            assert task["status"] == "done" and len(task["result_data"]["matches"]) == 3
+    finally:
+        assert up.stop() == 0
