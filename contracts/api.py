@@ -27,11 +27,6 @@ class ToolSettings(msgspec.Struct):
     params: dict[str, Any]
 
 
-class ChainStep(msgspec.Struct, kw_only=True):
-    tool: str
-    params: dict[str, Any] = {}
-
-
 class WebhookIn(msgspec.Struct, kw_only=True):
     url: str
     secret: str | None = None

@@ -53,9 +53,6 @@ class FileStore:
         info = json.loads(msg.data or b"{}")
         return None if info.get("deleted") else info
 
-    async def exists(self, name: str) -> bool:
-        return await self._info(name) is not None
-
     async def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
         """Store ``data`` under ``name``; with ``replace``, drop the chunks of an older version."""
         old = await self._info(name) if replace else None

@@ -6,7 +6,7 @@ the settings endpoint and the matcher all read one definition.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -58,7 +58,3 @@ FILE_FIELDS: dict[str, tuple[str, str]] = {
     "chain": ("image", "template"),
 }
 
-
-def params_to_dict(params: msgspec.Struct) -> dict[str, Any]:
-    """Plain JSON-able dict of a params struct, every field included."""
-    return msgspec.to_builtins(params)

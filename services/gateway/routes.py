@@ -43,7 +43,6 @@ def healthz(backend: Backend) -> Response:
 async def submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
     if tool not in _SUBMITTABLE:
         raise NotFoundException(detail=f"Unknown tool '{tool}'")
-    structlog.contextvars.clear_contextvars()
     form = await request.form()
     fields: dict[str, Any] = {}
     uploads: dict[str, Upload | str | None] = {}

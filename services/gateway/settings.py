@@ -17,7 +17,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # Decompression-bomb guard: images declaring more pixels than this are refused (422).
     max_image_pixels: int = 100_000_000
     # Recently read task views kept in memory (kept current by a KV watcher).
-    view_cache: int = 20_000
+    view_cache: int = 4_096
     # A non-final cached view older than this is re-read (a safety net if the watcher stalls).
     view_cache_ttl: float = 2.0
     # A status read of an unfinished task waits up to this long for a change before answering.

@@ -11,7 +11,7 @@ class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     replicas: int = 1
     batch: int = 256
-    view_cache: int = 10_000
+    view_cache: int = 2_048
 
     @classmethod
     def from_env(cls) -> "ProjectorSettings":

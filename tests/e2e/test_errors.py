@@ -128,3 +128,19 @@ def test_same_names_do_not_overwrite(api, pair):
     assert len(set(task["input_files"])) == 2
     contents = [api.http.get(f"{api.base}/{p}").content for p in task["input_files"]]
     assert contents == list(pair)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"image": "x"}', "application/json"),
+        (b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n\x89PNG", "multipart/form-data"),
+        (b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n\x89PNG", "multipart/form-data; boundary=x"),
+        (b"\x00\xff" * 100, "multipart/form-data; boundary=zz"),
+        (b"", "text/plain"),
+    ],
+)
+def test_garbage_submissions_get_4xx(api, body, content_type):
+    response = api.http.post(f"{api.base}/api/v1/match/template", data=body, headers={"Content-Type": content_type})
+    assert 400 <= response.status_code < 500, response.text
+    assert "detail" in response.json()
