@@ -13,22 +13,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from aerovision.natsserver import free_port
 from bench import procs
+from tests.harness import Api, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(**extra: str | None) -> dict[str, str]:
@@ -38,21 +31,7 @@ def clean_env(**extra: str | None) -> dict[str, str]:
 
 
 def healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return Api(base).healthy()
 
 
 def service_exits(log: Path) -> list[dict]:
@@ -101,13 +80,13 @@ class UpSystem:
                 env=env, stdout=out, stderr=out, cwd=ROOT, start_new_session=True,
             )
         try:
-            wait_for(lambda: self.proc.poll() is not None or healthy(self.base), timeout, "aerovision up")
+            wait_for(lambda: self.proc.poll() is not None or healthy(self.base), timeout, what="aerovision up")
             if self.proc.poll() is not None:
                 raise RuntimeError(f"aerovision up exited with {self.proc.returncode}")
-            wait_for(lambda: len(self.services(refresh=True)) == len(procs.ROLES), 30, "every service process")
+            wait_for(lambda: len(self.services(refresh=True)) == len(procs.ROLES), 30, what="every service process")
             # The matcher's pool workers are spawned at its start: wait until they exist.
             wait_for(lambda: len(procs.descendants(self._services["matcher"])) >= (os.cpu_count() or 1), 30,
-                     "the matcher's workers")
+                     what="the matcher's workers")
         except Exception:
             self.stop()
             raise RuntimeError(f"aerovision up did not start; log tail:\n{self.log_tail()}")
@@ -172,7 +151,7 @@ class ListSystem:
                     cwd=ROOT, start_new_session=True,
                 )
         try:
-            wait_for(lambda: healthy(self.base), timeout, "gateway")
+            wait_for(lambda: healthy(self.base), timeout, what="gateway")
         except Exception:
             self.stop()
             raise

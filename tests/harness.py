@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from typing import Any, Callable
 import requests
 
 from aerovision import natsserver
+from aerovision.natsserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # OpenCV's sample images the tests use (messi5.jpg, left01.jpg), shipped with the tests.
 DATA = ROOT / "tests" / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:

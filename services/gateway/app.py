@@ -13,11 +13,11 @@ from litestar.openapi import OpenAPIConfig
 from contracts import nats_layout
 from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
-from services.gateway.routes import HANDLERS
+from services.gateway.routes import HANDLERS, UUID_PATTERN
 from services.gateway.settings import GatewaySettings
 
 
-_TASK_PATH = re.compile(r"^/api/v1/tasks/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+_TASK_PATH = re.compile(rf"^/api/v1/tasks/({UUID_PATTERN})$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 

@@ -23,7 +23,8 @@ from services.gateway.submissions import Upload, validate_submission
 
 log = structlog.get_logger("gateway")
 JSON = "application/json"
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID = re.compile(f"^{UUID_PATTERN}$")
 _SUBMITTABLE = ("template",)
 mimetypes.add_type("application/octet-stream", ".ply")
 

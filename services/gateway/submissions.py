@@ -8,6 +8,7 @@ import msgspec
 
 from contracts.api import ErrorItem
 from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
+from services.gateway.errors import InvalidRequest
 from services.gateway.forms import distinct_names, parse_params, safe_filename
 from services.gateway.imageinfo import ImageInfo, sniff_image
 
@@ -63,8 +64,6 @@ def validate_submission(
     max_pixels: int,
 ) -> Accepted:
     """The resolved params and safe file names, or ``InvalidRequest`` with every error found."""
-    from services.gateway.errors import InvalidRequest
-
     errors: list[ErrorItem] = []
     checked: list[Upload] = []
     infos: dict[str, ImageInfo] = {}

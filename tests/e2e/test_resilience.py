@@ -68,11 +68,18 @@ def split_system(tmp_path_factory):
     nats.stop()
 
 
-def test_matcher_killed_mid_task_is_redelivered(split_system, slow_pair):
+def _slow_task_in_progress(split_system, slow_pair, log_name: str) -> tuple[Service, str]:
+    """A matcher, and the uid of a slow task it is working on."""
     api, env, root = split_system
-    doomed = Service(["matcher"], env, root / "matcher-a.log").start()
+    matcher = Service(["matcher"], env, root / log_name).start()
     uid = api.submit_template(*slow_pair, use_grayscale="false").json()["uid"]
     wait_for(lambda: api.task(uid)["status"] == "processing", timeout=60, what="the task to start")
+    return matcher, uid
+
+
+def test_matcher_killed_mid_task_is_redelivered(split_system, slow_pair):
+    api, env, root = split_system
+    doomed, uid = _slow_task_in_progress(split_system, slow_pair, "matcher-a.log")
     doomed.kill()  # SIGKILL: no goodbye, no nak; the server redelivers after ack_wait
     survivor = Service(["matcher"], env, root / "matcher-b.log").start()
     try:
@@ -88,9 +95,7 @@ def test_matcher_killed_mid_task_is_redelivered(split_system, slow_pair):
 
 def test_graceful_stop_hands_the_task_back(split_system, slow_pair):
     api, env, root = split_system
-    first = Service(["matcher"], env, root / "matcher-c.log").start()
-    uid = api.submit_template(*slow_pair, use_grayscale="false").json()["uid"]
-    wait_for(lambda: api.task(uid)["status"] == "processing", timeout=60, what="the task to start")
+    first, uid = _slow_task_in_progress(split_system, slow_pair, "matcher-c.log")
     first.signal(signal.SIGTERM)
     assert first.proc.wait(timeout=30) == 0
     second = Service(["matcher"], env, root / "matcher-d.log").start()
