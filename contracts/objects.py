@@ -64,7 +64,14 @@ class FileStore:
             for i in range(0, len(data), self._chunk)
         ]
         if acks:
-            await asyncio.gather(*acks)
+            # nats-py's publish_async futures never time out: a chunk the server lost in a crash
+            # would hang the put for ever. Cancelling them frees their slots; the caller retries.
+            try:
+                await asyncio.wait_for(asyncio.gather(*acks), timeout=5.0 + len(data) / 2**20)
+            except asyncio.TimeoutError:
+                for ack in acks:
+                    ack.cancel()
+                raise
         info = {
             "name": name,
             "bucket": names.FILES_BUCKET,

@@ -50,6 +50,13 @@ class Backend:
         self.files = FileStore(nc)
         self.cache = ViewCache(settings.view_cache, settings.view_cache_ttl)
         self._watch = None
+        self._settings_watch = None
+        # Tool defaults, kept current by a KV watcher: a submission reads them from memory.
+        self._defaults: dict[str, tuple[int, msgspec.Struct]] = {}
+
+    async def _nats(self, op, what: str):
+        """A NATS call that rides out a broker restart or leader election (then 503 if it can't)."""
+        return await nats_layout.retrying(op, deadline=self._settings.broker_patience, what=what)
 
     async def start(self) -> None:
         js, replicas = self._js, self._settings.replicas
@@ -60,6 +67,7 @@ class Backend:
         self._tool_settings = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, replicas, history=10)
         self._webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, replicas)
         await self._watch_views()
+        await self._watch_settings()
 
     async def _watch_views(self) -> None:
         # Only new updates: the cache fills from reads, not from a replay of every task.
@@ -77,21 +85,58 @@ class Backend:
             deliver_policy=js_api.DeliverPolicy.NEW, stream=f"KV_{names.TASK_VIEW_BUCKET}",
         )
 
+    async def _watch_settings(self) -> None:
+        # Every key's last value first, then changes: ordered, so the newest revision wins.
+        prefix = f"$KV.{names.SETTINGS_BUCKET}."
+
+        async def on_update(msg) -> None:
+            tool, revision = msg.subject[len(prefix):], msg.metadata.sequence.stream
+            cls = PARAMS_BY_TOOL.get(tool)
+            if cls is None or revision < self._defaults.get(tool, (0, None))[0]:
+                return
+            if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                self._defaults[tool] = (revision, cls())
+                return
+            try:
+                self._defaults[tool] = (revision, msgspec.json.decode(msg.data, type=cls))
+            except msgspec.ValidationError:
+                log.warning("settings_unreadable", tool=tool)
+
+        self._settings_watch = await self._js.subscribe(
+            f"{prefix}>", cb=on_update, ordered_consumer=True,
+            deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, stream=f"KV_{names.SETTINGS_BUCKET}",
+        )
+        # The watcher's first deliveries are asynchronous: read the current values before serving.
+        for tool, cls in PARAMS_BY_TOOL.items():
+            try:
+                entry = await self._nats(lambda t=tool: self._tool_settings.get(t), "settings")
+            except KeyNotFoundError:
+                continue
+            if entry.revision >= self._defaults.get(tool, (0, None))[0]:
+                try:
+                    self._defaults[tool] = (entry.revision, msgspec.json.decode(entry.value, type=cls))
+                except msgspec.ValidationError:
+                    log.warning("settings_unreadable", tool=tool)
+
     async def on_reconnect(self) -> None:
-        """The watcher can stay silent for a while after a reconnect: re-read, and watch anew."""
+        """The watchers can stay silent for a while after a reconnect: re-read, and watch anew."""
         self.cache.expire_unfinished()
-        old, self._watch = self._watch, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.unsubscribe()
+        old = (self._watch, self._settings_watch)
+        self._watch = self._settings_watch = None
+        for sub in old:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         try:
             await self._watch_views()
+            await self._watch_settings()
         except Exception:
-            log.exception("view_watch_restart_failed")
+            log.exception("watch_restart_failed")
 
     async def close(self) -> None:
-        if self._watch is not None:
-            await self._watch.unsubscribe()
+        for sub in (self._watch, self._settings_watch):
+            if sub is not None:
+                await sub.unsubscribe()
 
     def connected(self) -> bool:
         return self._nc.is_connected
@@ -104,17 +149,17 @@ class Backend:
         structlog.contextvars.bind_contextvars(uid=uid)
         inputs = [f"uploads/{uid}/{name}" for name, _ in uploads]
         await asyncio.gather(*(
-            nats_layout.retrying(lambda p=path, d=data: self.files.put(p, d), what="upload")
+            self._nats(lambda p=path, d=data: self.files.put(p, d), "upload")
             for path, (_, data) in zip(inputs, uploads)
         ))
         event = TaskSubmitted(
             uid=uid, tool=tool, params=params, input_files=inputs,
             thumbnails=[f"thumbnails/{uid}/{name}" for name, _ in uploads] if images else [],
         )
-        ack = await nats_layout.retrying(
+        ack = await self._nats(
             lambda: self._js.publish(subject_of(event), encode_event(event),
                                      headers={"Nats-Msg-Id": message_id_of(event)}),
-            what="publish",
+            "publish",
         )
         data = view_encoder.encode(queued_view(event, seq=ack.seq))
         # Answers reads of this task until the projector's view arrives (revision 0 loses to it).
@@ -128,7 +173,7 @@ class Backend:
         if cached is not None:
             return cached
         try:
-            entry = await self._views.get(uid)
+            entry = await self._nats(lambda: self._views.get(uid), "view")
             self.cache.put(uid, entry.value, entry.revision)
             return entry.value
         except KeyNotFoundError:
@@ -137,7 +182,8 @@ class Backend:
         for tool in _TOOLS:
             subject = names.event_subject(names.KIND_SUBMITTED, tool, uid)
             try:
-                msg = await self._js.get_msg(names.EVENT_STREAM, subject=subject, direct=True)
+                msg = await self._nats(
+                    lambda s=subject: self._js.get_msg(names.EVENT_STREAM, subject=s, direct=True), "event")
             except NotFoundError:
                 continue
             event = msgspec.json.decode(msg.data, type=TaskSubmitted)
@@ -148,7 +194,8 @@ class Backend:
         """Total and one page of task views, newest first, from the index (a few gets)."""
         index = tool_index(tool) if tool else INDEX_ALL
         try:
-            total = head_decoder.decode((await self._index.get(index_head_key(index))).value).count
+            head = await self._nats(lambda: self._index.get(index_head_key(index)), "index")
+            total = head_decoder.decode(head.value).count
         except KeyNotFoundError:
             return 0, []
         hi = total - offset  # ordinals [lo, hi) newest first
@@ -156,7 +203,8 @@ class Backend:
         if hi <= 0:
             return total, []
         pages = range(lo // INDEX_PAGE_SIZE, (hi - 1) // INDEX_PAGE_SIZE + 1)
-        loaded = await asyncio.gather(*(self._index.get(index_page_key(index, p)) for p in pages))
+        loaded = await asyncio.gather(*(
+            self._nats(lambda p=p: self._index.get(index_page_key(index, p)), "index") for p in pages))
         uids: list[str] = []
         for page, entry in zip(pages, loaded):
             uids.extend(page_decoder.decode(entry.value))
@@ -166,66 +214,63 @@ class Backend:
         return total, [v for v in views if v is not None]
 
     async def task_events(self, uid: str) -> list[bytes]:
-        msgs = await nats_layout.direct_get_batch(self._nc, names.EVENT_STREAM, names.task_filter(uid), 10_000)
+        msgs = await self._nats(lambda: nats_layout.direct_get_batch(
+            self._nc, names.EVENT_STREAM, names.task_filter(uid), 10_000), "events")
         return [m.data for m in msgs]
 
     # --- settings ------------------------------------------------------------------------
 
     async def tool_settings(self, tool: str) -> msgspec.Struct:
-        cls = PARAMS_BY_TOOL[tool]
-        try:
-            entry = await self._tool_settings.get(tool)
-        except KeyNotFoundError:
-            return cls()
-        try:
-            return msgspec.json.decode(entry.value, type=cls)
-        except msgspec.ValidationError:
-            log.warning("settings_unreadable", tool=tool)
-            return cls()
+        known = self._defaults.get(tool)
+        return known[1] if known is not None else PARAMS_BY_TOOL[tool]()
 
     async def save_settings(self, tool: str, params: msgspec.Struct) -> None:
-        await self._tool_settings.put(tool, msgspec.json.encode(params))
+        revision = await self._nats(lambda: self._tool_settings.put(tool, msgspec.json.encode(params)), "settings")
+        # Our own next submission uses them at once, without waiting for the watcher.
+        if revision >= self._defaults.get(tool, (0, None))[0]:
+            self._defaults[tool] = (revision, params)
 
     # --- webhooks ------------------------------------------------------------------------
 
     async def add_webhook(self, url: str, secret: str | None) -> WebhookRecord:
         record = WebhookRecord(id=f"wh_{secrets.token_hex(8)}", url=url, secret=secret, created_at=now_iso())
-        await self._webhooks.put(record.id, msgspec.json.encode(record))
+        await self._nats(lambda: self._webhooks.put(record.id, msgspec.json.encode(record)), "webhooks")
         return record
 
     async def webhooks(self) -> list[WebhookRecord]:
         try:
-            keys = await self._webhooks.keys()
+            keys = await self._nats(self._webhooks.keys, "webhooks")
         except NoKeysError:
             return []
         records = []
         for key in keys:
             try:
-                records.append(_webhook_decoder.decode((await self._webhooks.get(key)).value))
+                entry = await self._nats(lambda k=key: self._webhooks.get(k), "webhooks")
+                records.append(_webhook_decoder.decode(entry.value))
             except KeyNotFoundError:
                 continue
         return sorted(records, key=lambda r: r.created_at)
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         try:
-            await self._webhooks.get(webhook_id)
+            await self._nats(lambda: self._webhooks.get(webhook_id), "webhooks")
         except (KeyNotFoundError, InvalidKeyError):
             return False
-        await self._webhooks.delete(webhook_id)
+        await self._nats(lambda: self._webhooks.delete(webhook_id), "webhooks")
         return True
 
     # --- files ---------------------------------------------------------------------------
 
     async def file(self, path: str) -> bytes | None:
-        data = await self.files.get(path)
+        data = await self._nats(lambda: self.files.get(path), "file")
         if data is not None or not path.startswith("thumbnails/"):
             return data
         # Thumbnails are made on first request: submissions stay cheap, and most are never viewed.
-        source = await self.files.get("uploads/" + path[len("thumbnails/"):])
+        source = await self._nats(lambda: self.files.get("uploads/" + path[len("thumbnails/"):]), "file")
         if source is None:
             return None
         thumb = await asyncio.to_thread(make_thumbnail, source, "." + path.rsplit(".", 1)[-1])
         if thumb is None:
             return None
-        await self.files.put(path, thumb)
+        await self._nats(lambda: self.files.put(path, thumb), "file")
         return thumb

@@ -22,6 +22,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     view_cache_ttl: float = 2.0
     # A status read of an unfinished task waits up to this long for a change before answering.
     status_hold: float = 0.1
+    # How long a request waits out a broker restart or leader election before it gets 503.
+    broker_patience: float = 15.0
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -35,4 +37,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             max_image_pixels=int(env.get("AEROVISION_MAX_IMAGE_PIXELS", d.max_image_pixels)),
             view_cache=int(env.get("AEROVISION_VIEW_CACHE", d.view_cache)),
             status_hold=float(env.get("AEROVISION_STATUS_HOLD_MS", d.status_hold * 1000)) / 1000,
+            broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),
         )

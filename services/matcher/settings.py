@@ -17,7 +17,7 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     task_timeout: float = 300.0
     # Unacknowledged for this long, a task is redelivered (a replica died); heartbeats keep
     # long tasks alive.
-    ack_wait: float = 30.0
+    ack_wait: float = 10.0
     retry_delay: float = 1.0
     name: str = ""
 

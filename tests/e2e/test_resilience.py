@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 
 import cv2
 import pytest
@@ -142,12 +143,21 @@ def test_nats_and_services_killed_lose_nothing(tmp_path):
     pair = (encode(scene_with_pastes(template)), encode(template))
     try:
         before = [api.submit_template(*pair).json()["uid"] for _ in range(5)]
+        first = api.wait_done(before[0])
         nats_pids = _children(up.proc.pid, "nats-server")
         assert nats_pids, "aerovision up runs its own nats-server"
         os.kill(nats_pids[0], signal.SIGKILL)
         # Accepted while NATS restarts: the gateway rides it out instead of failing the request.
         during = [api.submit_template(*pair) for _ in range(3)]
         assert [r.status_code for r in during] == [201] * 3
+        # Every other kind of request rides it out too (none of them may answer 5xx).
+        os.kill(_children(up.proc.pid, "nats-server")[0], signal.SIGKILL)
+        expected = {
+            "/api/v1/settings/template": 200, "/api/v1/tasks?limit=5": 200, f"/api/v1/tasks/{uuid.uuid4()}": 404,
+            f"/api/v1/tasks/{before[0]}/events": 200, "/" + first["result_files"][0]: 200,
+            "/" + first["input_files"][0]: 200,
+        }
+        assert {path: api.http.get(api.base + path, timeout=30).status_code for path in expected} == expected
         for name in ("python",):  # every service process: gateway, matcher, projector, notifier
             for pid in _children(up.proc.pid, name):
                 os.kill(pid, signal.SIGKILL)
