@@ -91,6 +91,8 @@ def run_all(port: int, data: Path, matchers: int = 1) -> int:
         url = f"nats://127.0.0.1:{nats_port}"
         log.info("nats_server_started", url=url, store=str(data / "jetstream"))
     env = {**os.environ, "NATS_URL": url, "AEROVISION_PORT": str(port)}
+    # Every service on this machine shares one local copy of stored files (contracts/spool.py).
+    env.setdefault("AEROVISION_SPOOL_DIR", str(data / "spool"))
     python = [sys.executable, "-m", "aerovision"]
     children = [Child("projector", [*python, "projector"], env), Child("notifier", [*python, "notifier"], env)]
     children += [Child(f"matcher-{i + 1}", [*python, "matcher"], env) for i in range(matchers)]

@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from contracts import names, nats_layout
+from contracts.spool import LocalSpool
 
 _STREAM = f"OBJ_{names.FILES_BUCKET}"
 _MAX_CHUNK = 1024 * 1024
@@ -39,8 +40,9 @@ def _chunk_subject(nuid: str) -> str:
 class FileStore:
     """Put and get whole files by path (e.g. ``uploads/<uid>/image.png``)."""
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, spool: LocalSpool | None = None) -> None:
         self._nc = nc
+        self._spool = spool
         self._js = nc.jetstream()
         # Leave room for headers under the server's max_payload.
         self._chunk = max(64 * 1024, min(_MAX_CHUNK, (nc.max_payload or _MAX_CHUNK) - 4096))
@@ -59,35 +61,43 @@ class FileStore:
         nuid = self._nc._nuid.next().decode()
         subject = _chunk_subject(nuid)
         view = memoryview(data)
-        acks = [
-            await self._js.publish_async(subject, bytes(view[i : i + self._chunk]))
-            for i in range(0, len(data), self._chunk)
-        ]
-        if acks:
-            # nats-py's publish_async futures never time out: a chunk the server lost in a crash
-            # would hang the put for ever. Cancelling them frees their slots; the caller retries.
-            try:
-                await asyncio.wait_for(asyncio.gather(*acks), timeout=5.0 + len(data) / 2**20)
-            except asyncio.TimeoutError:
-                for ack in acks:
-                    ack.cancel()
-                raise
+        count = (len(data) + self._chunk - 1) // self._chunk
         info = {
             "name": name,
             "bucket": names.FILES_BUCKET,
             "nuid": nuid,
             "size": len(data),
-            "chunks": len(acks),
+            "chunks": count,
             "mtime": dt.datetime.now(dt.timezone.utc).isoformat(),
             "digest": "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
             "options": {"max_chunk_size": self._chunk},
         }
-        await self._js.publish(_meta_subject(name), json.dumps(info).encode(), headers={"Nats-Rollup": "sub"})
+        # Chunks and meta in one round trip: the server stores one connection's messages to a
+        # stream in order, and a meta stored without its chunks (a failed chunk) reads as damaged,
+        # never as a short file; the caller only uses the file once every ack is in.
+        acks = [
+            await self._js.publish_async(subject, bytes(view[i : i + self._chunk]))
+            for i in range(0, len(data), self._chunk)
+        ]
+        acks.append(await self._js.publish_async(
+            _meta_subject(name), json.dumps(info).encode(), headers={"Nats-Rollup": "sub"}))
+        # nats-py's publish_async futures never time out: a message the server lost in a crash
+        # would hang the put for ever. Cancelling them frees their slots; the caller retries.
+        try:
+            await asyncio.wait_for(asyncio.gather(*acks), timeout=5.0 + len(data) / 2**20)
+        except BaseException:
+            for ack in acks:
+                ack.cancel()
+            raise
         if old is not None and old.get("nuid"):
             await self._js.purge_stream(_STREAM, subject=_chunk_subject(old["nuid"]))
+        if self._spool is not None:
+            self._spool.write(name, data)
 
     async def get(self, name: str) -> bytes | None:
         """The file's bytes, or None when there is no such file."""
+        if self._spool is not None and (local := self._spool.read(name)) is not None:
+            return local
         info = await self._info(name)
         if info is None:
             return None
@@ -99,6 +109,8 @@ class FileStore:
         digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
         if len(data) != size or digest.rstrip("=") != str(info.get("digest", "")).rstrip("="):
             raise FileStoreError(f"{name}: stored file is incomplete or damaged")
+        if self._spool is not None:
+            self._spool.write(name, data)
         return data
 
     async def _read_chunks(self, subject: str, count: int) -> list[bytes]:

@@ -21,6 +21,7 @@ from contracts import names, nats_layout
 from contracts.api import WebhookRecord
 from contracts.events import TaskSubmitted, encode_event, message_id_of, now_iso, subject_of
 from contracts.objects import FileStore
+from contracts.spool import LocalSpool
 from contracts.params import PARAMS_BY_TOOL
 from contracts.view import (
     INDEX_ALL,
@@ -47,7 +48,7 @@ class Backend:
         self._nc = nc
         self._js = nc.jetstream()
         self._settings = settings
-        self.files = FileStore(nc)
+        self.files = FileStore(nc, LocalSpool.optional(settings.spool_dir, settings.spool_bytes))
         self.cache = ViewCache(settings.view_cache, settings.view_cache_ttl)
         self._watch = None
         self._settings_watch = None

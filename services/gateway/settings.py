@@ -24,6 +24,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     status_hold: float = 0.1
     # How long a request waits out a broker restart or leader election before it gets 503.
     broker_patience: float = 15.0
+    # A local copy of stored files (contracts/spool.py); `aerovision up` sets it, "" = none.
+    spool_dir: str = ""
+    spool_bytes: int = 512 * 2**20
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -38,4 +41,6 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             view_cache=int(env.get("AEROVISION_VIEW_CACHE", d.view_cache)),
             status_hold=float(env.get("AEROVISION_STATUS_HOLD_MS", d.status_hold * 1000)) / 1000,
             broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),
+            spool_dir=env.get("AEROVISION_SPOOL_DIR", d.spool_dir),
+            spool_bytes=int(float(env.get("AEROVISION_SPOOL_MB", d.spool_bytes / 2**20)) * 2**20),
         )

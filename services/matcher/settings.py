@@ -20,6 +20,9 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     ack_wait: float = 10.0
     retry_delay: float = 1.0
     name: str = ""
+    # A local copy of stored files (contracts/spool.py); `aerovision up` sets it, "" = none.
+    spool_dir: str = ""
+    spool_bytes: int = 512 * 2**20
 
     @classmethod
     def from_env(cls) -> "MatcherSettings":
@@ -34,4 +37,6 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
             ack_wait=float(env.get("AEROVISION_ACK_WAIT", d.ack_wait)),
             retry_delay=float(env.get("AEROVISION_RETRY_DELAY", d.retry_delay)),
             name=env.get("AEROVISION_MATCHER_NAME", f"{socket.gethostname()}-{os.getpid()}"),
+            spool_dir=env.get("AEROVISION_SPOOL_DIR", d.spool_dir),
+            spool_bytes=int(float(env.get("AEROVISION_SPOOL_MB", d.spool_bytes / 2**20)) * 2**20),
         )

@@ -30,6 +30,7 @@ from contracts.events import (
     subject_of,
 )
 from contracts.objects import FileStore
+from contracts.spool import LocalSpool
 from contracts.params import FILE_FIELDS
 from services.matcher.jobs import Job, JobOutcome, run_job
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
@@ -56,7 +57,7 @@ class Matcher:
     def __init__(self, nc: NATS, pool: WorkerPool, settings: MatcherSettings) -> None:
         self._nc = nc
         self._js = nc.jetstream()
-        self._files = FileStore(nc)
+        self._files = FileStore(nc, LocalSpool.optional(settings.spool_dir, settings.spool_bytes))
         self._pool = pool
         self._settings = settings
 
@@ -119,12 +120,25 @@ class Matcher:
                 error=f"The task failed {settings.max_attempts} times: its input crashes or stalls the matcher",
             ))
             return
+        started = TaskStarted(uid=event.uid, tool=event.tool, worker=settings.name, attempt=attempt)
+        # The start is stored while the inputs load and the job runs: it only has to be stored
+        # before anything that follows it (the finish, or a nak).
+        announced = asyncio.ensure_future(self.publish(started))
+        try:
+            await self._run(msg, event, attempt, announced)
+        finally:
+            if not announced.done():
+                announced.cancel()  # a retried delivery publishes it again (de-duplicated)
+            await asyncio.gather(announced, return_exceptions=True)
+
+    async def _run(self, msg: Msg, event: TaskSubmitted, attempt: int, announced: asyncio.Future) -> None:
+        settings = self._settings
         t0 = time.perf_counter()
         fields = list(FILE_FIELDS.get(event.tool, ("first", "second")))
-        started = TaskStarted(uid=event.uid, tool=event.tool, worker=settings.name, attempt=attempt)
-        _, *blobs = await asyncio.gather(self.publish(started), *(self._files.get(p) for p in event.input_files))
+        blobs = await asyncio.gather(*(self._files.get(p) for p in event.input_files))
         missing = [path for path, blob in zip(event.input_files, blobs) if blob is None]
         if missing:
+            await announced
             await self._finish(msg, event, TaskFinished(
                 uid=event.uid, tool=event.tool, status="error", error=f"Input file missing: {', '.join(missing)}",
             ))
@@ -134,6 +148,7 @@ class Matcher:
         try:
             outcome: JobOutcome = await self._with_heartbeat(msg, self._pool.run(run_job, job, settings.task_timeout))
         except (WorkerCrashed, JobTimedOut) as exc:
+            await announced
             reason = "crashed the matcher" if isinstance(exc, WorkerCrashed) else "ran too long"
             log.warning("task_attempt_failed", reason=str(exc))
             if attempt >= settings.max_attempts:
@@ -146,7 +161,7 @@ class Matcher:
             return
         t2 = time.perf_counter()
         paths = [f"results/{event.uid}/{name}" for name, _ in outcome.files]
-        await asyncio.gather(*(
+        await asyncio.gather(announced, *(
             nats_layout.retrying(lambda p=path, d=data: self._files.put(p, d, replace=attempt > 1), what="result")
             for path, (_, data) in zip(paths, outcome.files)
         ))
