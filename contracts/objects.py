@@ -55,8 +55,10 @@ class FileStore:
         info = json.loads(msg.data or b"{}")
         return None if info.get("deleted") else info
 
-    async def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
-        """Store ``data`` under ``name``; with ``replace``, drop the chunks of an older version."""
+    async def put(self, name: str, data: bytes, *, replace: bool = False, local_copy: bool = False) -> None:
+        """Store ``data`` under ``name``; with ``replace``, drop the chunks of an older version;
+        with ``local_copy``, keep a copy in the spool for a reader on this machine (an upload the
+        matcher reads in a moment)."""
         old = await self._info(name) if replace else None
         nuid = self._nc._nuid.next().decode()
         subject = _chunk_subject(nuid)
@@ -91,7 +93,7 @@ class FileStore:
             raise
         if old is not None and old.get("nuid"):
             await self._js.purge_stream(_STREAM, subject=_chunk_subject(old["nuid"]))
-        if self._spool is not None:
+        if local_copy and self._spool is not None:
             self._spool.write(name, data)
 
     async def get(self, name: str) -> bytes | None:
@@ -109,9 +111,12 @@ class FileStore:
         digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
         if len(data) != size or digest.rstrip("=") != str(info.get("digest", "")).rstrip("="):
             raise FileStoreError(f"{name}: stored file is incomplete or damaged")
-        if self._spool is not None:
-            self._spool.write(name, data)
         return data
+
+    def drop_local_copy(self, name: str) -> None:
+        """The local copy is no longer needed (the store keeps the file)."""
+        if self._spool is not None:
+            self._spool.discard(name)
 
     async def _read_chunks(self, subject: str, count: int) -> list[bytes]:
         msgs = await nats_layout.direct_get_batch(self._nc, _STREAM, subject, count)

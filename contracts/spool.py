@@ -3,13 +3,14 @@
 When ``aerovision up`` runs everything on one host, the gateway, the matcher and the Object Store
 all sit on the same disk: a matcher reading back an upload the gateway stored a millisecond ago
 would copy it through nats-server again (~1.5 ms of CPU per 350 KB). The spool keeps a copy of
-every file this machine stored or read, keyed by its Object Store path, so those reads are a
-local file read. The Object Store stays the source of truth: a file is spooled only after the
+such a file, keyed by its Object Store path, so that read is a local file read; the reader drops
+the copy when it is done (a copy deleted within seconds usually never reaches the disk). The Object Store stays the source of truth: a file is spooled only after the
 store acknowledged it, a missing or evicted copy falls back to the store, and deleting the whole
 spool folder loses nothing.
 
 Writes are atomic (temporary file, then rename), so a reader never sees half a file. The folder
-is bounded: past ``max_bytes`` the oldest copies are removed.
+is bounded: past ``max_bytes`` the oldest copies are removed (copies nobody dropped: a task
+taken by a matcher on another machine, a process killed mid-task).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class LocalSpool:
         if now >= self._next_sweep or self._written > self.max_bytes // 4:
             self._next_sweep, self._written = now + self._sweep_every, 0
             self.sweep()
+
+    def discard(self, name: str) -> None:
+        _unlink(str(self._file(name)))
 
     def sweep(self) -> int:
         """Remove the oldest copies until the folder is under its budget; the bytes removed."""

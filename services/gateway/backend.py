@@ -150,7 +150,7 @@ class Backend:
         structlog.contextvars.bind_contextvars(uid=uid)
         inputs = [f"uploads/{uid}/{name}" for name, _ in uploads]
         await asyncio.gather(*(
-            self._nats(lambda p=path, d=data: self.files.put(p, d), "upload")
+            self._nats(lambda p=path, d=data: self.files.put(p, d, local_copy=True), "upload")
             for path, (_, data) in zip(inputs, uploads)
         ))
         event = TaskSubmitted(

@@ -6,6 +6,8 @@ Constraints are read from the struct types (``contracts.params``), never restate
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from typing import Any, Mapping
@@ -77,6 +79,14 @@ def coerce(raw: Any, t: Any, loc: Loc) -> tuple[Any, ErrorItem | None]:
     raise TypeError(f"unsupported parameter type {t!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def _struct_info(cls: type[msgspec.Struct]) -> mi.StructType:
+    # Resolving a struct's annotations costs ~0.1 ms: once per class, not once per request.
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    return info
+
+
 def parse_params(
     cls: type[msgspec.Struct],
     given: Mapping[str, Any],
@@ -86,8 +96,7 @@ def parse_params(
     forbid_unknown: bool = False,
 ) -> tuple[msgspec.Struct | None, list[ErrorItem]]:
     """Resolve params: the given values, validated, over ``defaults`` (the tool's settings)."""
-    info = mi.type_info(cls)
-    assert isinstance(info, mi.StructType)
+    info = _struct_info(cls)
     values: dict[str, Any] = {}
     errors: list[ErrorItem] = []
     known = set()

@@ -26,7 +26,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     broker_patience: float = 15.0
     # A local copy of stored files (contracts/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
-    spool_bytes: int = 512 * 2**20
+    spool_bytes: int = 256 * 2**20
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":

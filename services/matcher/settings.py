@@ -22,7 +22,7 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     # A local copy of stored files (contracts/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
-    spool_bytes: int = 512 * 2**20
+    spool_bytes: int = 256 * 2**20
 
     @classmethod
     def from_env(cls) -> "MatcherSettings":

@@ -110,6 +110,8 @@ class Matcher:
     async def _finish(self, msg: Msg, event: TaskSubmitted, finished: TaskFinished, **timings: float) -> None:
         await self.publish(finished)
         await msg.ack_sync()
+        for path in event.input_files:  # the task is over: no attempt will read them again
+            self._files.drop_local_copy(path)
         log.info("task_finished", status=finished.status, error=finished.error, **timings)
 
     async def _process(self, msg: Msg, event: TaskSubmitted, attempt: int) -> None:
