@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from aerovision import logs
+from contracts.allocator import tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
 
 
 def _run_until_signalled(service: str, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     logs.configure(service)
+    tune_allocator()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -50,6 +52,7 @@ def run_gateway(port: int | None = None) -> None:
     from services.gateway.settings import GatewaySettings
 
     logs.configure("gateway")
+    tune_allocator()
     settings = GatewaySettings.from_env()
     if port is not None:
         import msgspec

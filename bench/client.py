@@ -2,9 +2,11 @@
 (multipart POST) and polling GET /api/v1/tasks/{uid} until it ends, as the original docs' examples
 do (GET, and if not done, sleep ``poll`` s and GET again), ``n`` tasks in all.
 
-Two implementations, to measure which costs less CPU (the client shares the machine):
-``aiohttp`` (one event loop, uvloop when installed, keep-alive pool) and ``threads`` (one thread
-and one ``requests.Session`` per client).
+Three implementations, to measure which costs least CPU (the client shares the machine's cores
+with the system under test, so a heavy client makes the service look slower): ``raw`` (one event
+loop, one keep-alive connection per client, just enough HTTP/1.1, as wrk does it), ``aiohttp``
+(one event loop, keep-alive pool) and ``threads`` (one thread and one ``requests.Session`` per
+client). All send the same bytes: the multipart form is encoded once.
 
 Protocol with the orchestrator: the client prepares its inputs, prints ``ready``, waits for a line
 on stdin (so CPU snapshots of the services bracket the work only), runs, prints one JSON line.
@@ -29,6 +31,8 @@ from typing import Any
 from bench.workloads import Workload, get
 
 TERMINAL = ("done", "error")
+ASYNC_KINDS = ("raw", "aiohttp")
+KINDS = (*ASYNC_KINDS, "threads")
 SLOW_S = 5.0  # a task slower than this is reported with its event history
 
 
@@ -78,61 +82,140 @@ def _record(wl: Workload, task: dict[str, Any], t0: float, t_sub: float, t_done:
             "attempts": task.get("attempts", 1)}
 
 
-# --- aiohttp ----------------------------------------------------------------------------------
+# --- asyncio clients: aiohttp, or raw HTTP/1.1 ----------------------------------------------
 
 
-async def _run_aiohttp(base: str, wl: Workload, n: int, concurrency: int, poll: float, events: bool,
-                       timeout: float) -> tuple[list[dict[str, Any]], float]:
-    import aiohttp
+class _AiohttpClient:
+    """One of the concurrent clients, on a shared aiohttp session (keep-alive pool)."""
 
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    async def request(self, method: str, url: str, body: bytes | None = None,
+                      content_type: str | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type} if content_type else None
+        async with self._session.request(method, url, data=body, headers=headers) as r:
+            return r.status, await r.read()
+
+    async def close(self) -> None:
+        pass
+
+
+class _RawClient:
+    """One client on its own keep-alive connection, speaking just enough HTTP/1.1 (as wrk does):
+    the load generator should spend the shared cores on requests, not on a client library."""
+
+    def __init__(self, base: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._prefix = len(f"{parts.scheme}://{parts.netloc}")
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, url: str, body: bytes | None = None,
+                      content_type: str | None = None) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        reader, writer = self._reader, self._writer
+        head = f"{method} {url[self._prefix:] or '/'} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+        if body is not None:
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"\r\n")
+        if body:
+            writer.write(body)
+        try:
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+            headers = {k.strip().lower(): v.strip() for k, v in headers.items()}
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                data = bytearray()
+                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    data += await reader.readexactly(size + 2)
+                    del data[-2:]
+                await reader.readuntil(b"\r\n")
+                payload = bytes(data)
+            else:
+                payload = await reader.readexactly(int(headers.get("content-length", 0)))
+        except (asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            await self.close()
+            raise ConnectionError(f"bad or cut response: {exc}") from None
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = self._reader = None
+
+
+async def _run_async(kind: str, base: str, wl: Workload, n: int, concurrency: int, poll: float, events: bool,
+                     timeout: float) -> tuple[list[dict[str, Any]], float]:
     form, content_type = multipart_body(wl.inputs(), wl.form_fields())
     counter = itertools.count()
     records: list[dict[str, Any]] = []
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+    session = None
+    if kind == "aiohttp":
+        import aiohttp
 
-        async def one() -> None:
-            wall0, t0 = time.time(), time.perf_counter()
-            try:
-                async with http.post(base + wl.endpoint, data=form, headers={"Content-Type": content_type}) as r:
-                    body, code = await r.read(), r.status
-                t_sub = time.perf_counter()
-                if code != 201:
-                    records.append({"lat": None, "why": f"POST answered {code}: {body[:200]!r}"})
-                    return
-                uid = json.loads(body)["uid"]
-                polls = 0
-                while True:
-                    async with http.get(f"{base}/api/v1/tasks/{uid}") as r:
-                        body = await r.read()
-                    polls += 1
-                    task = json.loads(body)
-                    if task.get("status") in TERMINAL:
-                        break
-                    if time.perf_counter() - t0 > timeout:
-                        records.append({"lat": None, "why": f"task {uid} not done after {timeout:.0f} s"})
-                        return
-                    await asyncio.sleep(poll)
-                t_done, wall_done = time.perf_counter(), time.time()
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                records.append({"lat": None, "why": f"{type(exc).__name__}: {exc}"})
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                                        timeout=aiohttp.ClientTimeout(total=timeout))
+        errors: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError)
+    else:
+        errors = (asyncio.TimeoutError, ValueError, OSError)
+
+    async def one(http: Any) -> None:
+        wall0, t0 = time.time(), time.perf_counter()
+        try:
+            code, body = await http.request("POST", base + wl.endpoint, form, content_type)
+            t_sub = time.perf_counter()
+            if code != 201:
+                records.append({"lat": None, "why": f"POST answered {code}: {body[:200]!r}"})
                 return
-            rec = _record(wl, task, t0, t_sub, t_done, polls)
-            if events or rec["lat"] > SLOW_S:
-                async with http.get(f"{base}/api/v1/tasks/{uid}/events") as r:
-                    history = json.loads(await r.read())
-                rec["segments"] = _segments(history, wall0, wall_done)
-                if rec["lat"] > SLOW_S:
-                    rec["history"] = [{k: e.get(k) for k in ("type", "occurred_at", "attempt", "worker", "status")} for e in history]
-            records.append(rec)
+            uid = json.loads(body)["uid"]
+            polls = 0
+            while True:
+                _, body = await http.request("GET", f"{base}/api/v1/tasks/{uid}")
+                polls += 1
+                task = json.loads(body)
+                if task.get("status") in TERMINAL:
+                    break
+                if time.perf_counter() - t0 > timeout:
+                    records.append({"lat": None, "why": f"task {uid} not done after {timeout:.0f} s"})
+                    return
+                await asyncio.sleep(poll)
+            t_done, wall_done = time.perf_counter(), time.time()
+        except errors as exc:
+            records.append({"lat": None, "why": f"{type(exc).__name__}: {exc}"})
+            return
+        rec = _record(wl, task, t0, t_sub, t_done, polls)
+        if events or rec["lat"] > SLOW_S:
+            _, body = await http.request("GET", f"{base}/api/v1/tasks/{uid}/events")
+            history = json.loads(body)
+            rec["segments"] = _segments(history, wall0, wall_done)
+            if rec["lat"] > SLOW_S:
+                rec["history"] = [{k: e.get(k) for k in ("type", "occurred_at", "attempt", "worker", "status")} for e in history]
+        records.append(rec)
 
-        async def client() -> None:
+    async def client() -> None:
+        http = _AiohttpClient(session) if session is not None else _RawClient(base)
+        try:
             while next(counter) < n:
-                await one()
+                await one(http)
+        finally:
+            await http.close()
 
+    try:
         start = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         wall = time.perf_counter() - start
+    finally:
+        if session is not None:
+            await session.close()
     return records, wall
 
 
@@ -202,14 +285,14 @@ def run(base: str, workload: str, n: int, concurrency: int, kind: str = "aiohttp
         events: bool = False, timeout: float = 300.0) -> dict[str, Any]:
     wl = get(workload)
     cpu0 = _cpu_s()
-    if kind == "aiohttp":
+    if kind in ASYNC_KINDS:
         try:
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             pass
-        records, wall = asyncio.run(_run_aiohttp(base, wl, n, concurrency, poll, events, timeout))
+        records, wall = asyncio.run(_run_async(kind, base, wl, n, concurrency, poll, events, timeout))
     elif kind == "threads":
         records, wall = _run_threads(base, wl, n, concurrency, poll, events, timeout)
     else:
@@ -237,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workload", default="small")
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--kind", choices=("aiohttp", "threads"), default="aiohttp")
+    p.add_argument("--kind", choices=KINDS, default="raw")
     p.add_argument("--poll", type=float, default=0.01)
     p.add_argument("--events", action="store_true", help="fetch each task's events for a latency breakdown")
     p.add_argument("--timeout", type=float, default=300.0)

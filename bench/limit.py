@@ -18,10 +18,9 @@ from bench.workloads import get
 
 
 def _init() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import cv2
+    from services.matcher.pool import prepare_worker_process
 
-    cv2.setNumThreads(1)
+    prepare_worker_process()  # exactly as the matcher's workers run
 
 
 def _timed(job) -> tuple[Any, float, float]:

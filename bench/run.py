@@ -163,13 +163,16 @@ def summarise_service(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CLIENT_KINDS = ("raw", "aiohttp", "threads")
+
+
 # --- sections ---------------------------------------------------------------------------------
 
 
 def run_clients(system: UpSystem, cfg: dict[str, Any], poll: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"runs": {"aiohttp": [], "threads": []}}
+    out: dict[str, Any] = {"runs": {kind: [] for kind in CLIENT_KINDS}}
     for rep in range(cfg["client_reps"]):
-        order = ("aiohttp", "threads") if rep % 2 == 0 else ("threads", "aiohttp")
+        order = CLIENT_KINDS if rep % 2 == 0 else CLIENT_KINDS[::-1]
         for kind in order:
             r = stable_run(system, "small", cfg["client_n"], 16, kind=kind, poll=poll)
             s = summarise_service(r)
@@ -406,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", default=None, help="run only these sections (same names)")
     p.add_argument("--profile", action="store_true", help="py-spy profiles (default on in full mode)")
     p.add_argument("--no-profile", action="store_true")
-    p.add_argument("--client", choices=("auto", "aiohttp", "threads"), default="auto",
+    p.add_argument("--client", choices=("auto", *CLIENT_KINDS), default="auto",
                    help="load client for the service runs; auto = the one measured cheaper in CPU")
     p.add_argument("--poll", type=float, default=0.01, help="poll interval of the clients, s")
     p.add_argument("--status-tool", choices=("auto", "wrk", "aiohttp"), default="auto")
@@ -438,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": {**cfg, "long": long_tasks, "list_tasks": list_tasks, "poll_s": args.poll, "workloads_run": names,
                    "sections": sorted(sections), "profile": do_profile},
     }
-    kind = args.client if args.client != "auto" else "aiohttp"
+    kind = args.client if args.client != "auto" else "raw"
     system = pool = stopping = None
     failed = None
     try:
@@ -450,9 +453,9 @@ def main(argv: list[str] | None = None) -> None:
             log(f"  services: {system.services()}")
             # Workers import OpenCV and the job code on their first task: warm them up.
             for name in names:
-                service_run(system, name, 8, 4, kind="aiohttp", poll=args.poll)
+                service_run(system, name, 8, 4, kind="raw", poll=args.poll)
         if "clients" in sections and system:
-            log("clients: aiohttp vs threads+requests, small, c=16")
+            log("clients: raw HTTP/1.1 vs aiohttp vs threads+requests, small, c=16")
             results["clients"] = run_clients(system, cfg, args.poll)
             if args.client == "auto":
                 kind = results["clients"]["cheaper"]

@@ -1,0 +1,19 @@
+"""The allocator settings apply where the C library is glibc, and are harmless elsewhere."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from contracts.allocator import tune_allocator
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_accepts_the_settings():
+    assert tune_allocator() is True
+
+
+def test_it_can_be_applied_again():
+    first = tune_allocator()
+    assert tune_allocator() == first
