@@ -21,7 +21,11 @@ WEBHOOKS_BUCKET = "aerovision-webhooks"
 FILES_BUCKET = "aerovision-files"
 
 MATCHER_CONSUMER = "matcher"
-PROJECTOR_CONSUMER = "projector"
+# The projector's consumer pushes to a fixed subject (outside the event subjects): a pull
+# consumer costs a request and a status message per batch, twice the traffic of the events.
+PROJECTOR_CONSUMER = "projector-push"
+PROJECTOR_DELIVER_SUBJECT = "aerovision.internal.projector"
+LEGACY_PROJECTOR_CONSUMERS = ("projector",)
 NOTIFIER_CONSUMER = "notifier"
 
 

@@ -1,13 +1,16 @@
 """The projector's NATS edge: consume every event in order, fold it into the view, store it.
 
-The only writer of the task view and of the task-list index. Events are fetched in batches;
-one KV write per task per batch; the batch is acknowledged (AckAll) only once everything is
-stored, so a crash replays it, and replaying changes nothing (see ``apply``).
+The only writer of the task view and of the task-list index. The server pushes events in stream
+order (at most ``max_ack_pending`` unacknowledged); whatever has arrived is projected as one batch,
+one KV write per task per batch, and acknowledged (AckAll) only once everything is stored, so a
+crash replays it, and replaying changes nothing (see ``apply``). Stream sequences are contiguous:
+a gap before a batch (a delivery lost in a reconnect) is read from the stream before the AckAll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict, defaultdict
 
 import msgspec
@@ -28,14 +31,18 @@ from services.projector.settings import ProjectorSettings
 log = structlog.get_logger("projector")
 
 
-def consumer_config() -> js_api.ConsumerConfig:
+def consumer_config(start_seq: int = 0) -> js_api.ConsumerConfig:
+    by_seq = start_seq > 0
     return js_api.ConsumerConfig(
         durable_name=names.PROJECTOR_CONSUMER,
+        deliver_subject=names.PROJECTOR_DELIVER_SUBJECT,
         filter_subject=names.EVENT_SUBJECTS,
-        deliver_policy=js_api.DeliverPolicy.ALL,
+        deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE if by_seq else js_api.DeliverPolicy.ALL,
+        opt_start_seq=start_seq if by_seq else None,
         ack_policy=js_api.AckPolicy.ALL,
         ack_wait=60.0,
-        max_ack_pending=50_000,
+        # In flight, unacknowledged: the server stops pushing beyond it (the backpressure).
+        max_ack_pending=4096,
     )
 
 
@@ -47,40 +54,94 @@ class Projector:
         self._settings = settings
         self._cache: OrderedDict[str, tuple[TaskView, int]] = OrderedDict()
         self._indexes: dict[str, TaskIndex] = {}
+        self._next_seq = 0  # the stream sequence after the last event projected in order
 
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
-        await nats_layout.declare_consumer(js, consumer_config())
-        psub = await js.pull_subscribe_bind(durable=names.PROJECTOR_CONSUMER, stream=names.EVENT_STREAM)
-        log.info("projector_started")
+        config = await self._declare(js)
+        info = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+        self._next_seq = info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else 0
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        async def deliver(msg) -> None:
+            inbox.put_nowait(msg)
+
+        sub = await js.subscribe_bind(names.EVENT_STREAM, config, names.PROJECTOR_CONSUMER,
+                                      cb=deliver, manual_ack=True)
+        log.info("projector_started", next_seq=self._next_seq)
+        quiet_since = asyncio.get_running_loop().time()
         try:
             while not stop.is_set():
                 try:
-                    msgs = await psub.fetch(self._settings.batch, timeout=1.0)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    first = await asyncio.wait_for(inbox.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    now = asyncio.get_running_loop().time()
+                    if now - quiet_since > 10.0:  # quiet: make sure the consumer still exists
+                        quiet_since = now
+                        await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
                     continue
-                except nats.errors.ConnectionClosedError:
-                    break
+                msgs = [first]
+                while len(msgs) < self._settings.batch and not inbox.empty():
+                    msgs.append(inbox.get_nowait())
                 await self._project_batch(msgs)
+                quiet_since = asyncio.get_running_loop().time()
         finally:
-            # Messages left in a pull subscription's queue would stall drain() for 30 s.
-            await psub.unsubscribe()
+            await sub.unsubscribe()
+
+    async def _declare(self, js) -> js_api.ConsumerConfig:
+        """Our consumer; one left by an older projector is replaced where it had got to."""
+        start = 0
+        for legacy in names.LEGACY_PROJECTOR_CONSUMERS:
+            try:
+                old = await js.consumer_info(names.EVENT_STREAM, legacy)
+            except nats.js.errors.NotFoundError:
+                continue
+            start = max(start, (old.ack_floor.stream_seq if old.ack_floor else 0) + 1)
+        try:
+            await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+            config = consumer_config()  # exists: where it starts no longer matters
+        except nats.js.errors.NotFoundError:
+            config = consumer_config(start)
+        await nats_layout.declare_consumer(js, config)
+        for legacy in names.LEGACY_PROJECTOR_CONSUMERS:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_consumer(names.EVENT_STREAM, legacy)
+        return config
 
     async def _project_batch(self, msgs: list) -> None:
-        if not msgs:  # a late status reply to an earlier pull can yield an empty batch
-            return
+        events = [(msg.metadata.sequence.stream, msg.subject, msg.data) for msg in msgs]
+        first = min(seq for seq, _, _ in events)
+        if self._next_seq and first > self._next_seq:
+            # A delivery lost in transit (a reconnect): the AckAll below would acknowledge it
+            # unseen, so read the missing events from the stream itself first.
+            events = await self._read_range(self._next_seq, first) + events
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream
+        for seq, subject, data in events:
             try:
-                event = decode_event(msg.data)
+                event = decode_event(data)
             except msgspec.ValidationError as exc:
-                log.warning("event_skipped", subject=msg.subject, seq=seq, reason=str(exc))
+                log.warning("event_skipped", subject=subject, seq=seq, reason=str(exc))
                 continue
             by_uid[event.uid].append((event, seq))
         await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")
+        self._next_seq = max(self._next_seq, max(seq for seq, _, _ in events) + 1)
         await msgs[-1].ack()
-        log.debug("batch_projected", events=len(msgs), tasks=len(by_uid))
+        log.debug("batch_projected", events=len(events), tasks=len(by_uid))
+
+    async def _read_range(self, start: int, end: int) -> list[tuple[int, str, bytes]]:
+        found: list[tuple[int, str, bytes]] = []
+        while start < end:
+            msgs = await nats_layout.retrying(lambda s=start: nats_layout.direct_get_batch(
+                self._nc, names.EVENT_STREAM, names.EVENT_SUBJECTS, min(256, end - s), start_seq=s), what="gap")
+            if not msgs:
+                break
+            for m in msgs:
+                seq = int(m.headers["Nats-Sequence"])
+                if seq < end:
+                    found.append((seq, m.headers.get("Nats-Subject", ""), m.data))
+            start = int(msgs[-1].headers["Nats-Sequence"]) + 1
+        log.warning("events_recovered", first=found[0][0] if found else None, count=len(found))
+        return found
 
     async def _project(self, by_uid: dict[str, list[tuple[AnyEvent, int]]]) -> None:
         plans = await asyncio.gather(*(self._plan(uid, events) for uid, events in by_uid.items()))
@@ -151,10 +212,9 @@ class Projector:
 async def rebuild(nc: NATS, settings: ProjectorSettings) -> None:
     """Drop the view and the index and replay the whole stream into them on the next start."""
     js = nc.jetstream()
-    try:
-        await js.delete_consumer(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
-    except nats.js.errors.NotFoundError:
-        pass
+    for consumer in (names.PROJECTOR_CONSUMER, *names.LEGACY_PROJECTOR_CONSUMERS):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(names.EVENT_STREAM, consumer)
     for bucket in (names.TASK_VIEW_BUCKET, names.TASK_INDEX_BUCKET):
         try:
             await js.delete_key_value(bucket)

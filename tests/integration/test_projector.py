@@ -7,6 +7,7 @@ import uuid
 
 import msgspec
 import pytest
+from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import names, nats_layout
@@ -90,3 +91,78 @@ async def test_replays_and_duplicates_change_nothing(nats_server, nc):
     await runner
     assert msgspec.structs.asdict(again) == msgspec.structs.asdict(first)
     assert head_decoder.decode((await index.get(index_head_key("all"))).value).count == count
+
+
+async def test_events_lost_in_transit_are_read_from_the_stream_before_the_ack(nats_server, nc):
+    """AckAll acknowledges everything before the message acked: a batch that arrives after a gap
+    (deliveries lost in a reconnect) must not acknowledge the missing events unprojected."""
+    from services.projector.worker import Projector
+
+    js = nc.jetstream()
+    uids = [str(uuid.uuid4()) for _ in range(3)]
+    acks = [await _publish(js, TaskSubmitted(uid=uid, tool="template", params={}, input_files=[])) for uid in uids]
+    acks.append(await _publish(js, TaskFinished(uid=uids[0], tool="template", status="done", result_data={"n": 1})))
+    first = acks[0].seq
+    views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+    index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET)
+    try:
+        listed = head_decoder.decode((await index_kv.get(index_head_key("all"))).value).count
+    except KeyNotFoundError:
+        listed = 0
+    # Real deliveries of the stream, of which only the last one reaches the projector.
+    psub = await js.pull_subscribe(names.EVENT_SUBJECTS, durable="gap-test", stream=names.EVENT_STREAM,
+                                   config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                                                                opt_start_seq=first))
+    delivered = await psub.fetch(4, timeout=5)
+    assert [m.metadata.sequence.stream for m in delivered] == [a.seq for a in acks]
+    projector = Projector(nc, views, index_kv, ProjectorSettings(nats_url=nats_server.url))
+    projector._next_seq = first  # everything before was projected
+    await projector._project_batch(delivered[-1:])
+    for uid in uids:
+        assert view_decoder.decode((await views.get(uid)).value).uid == uid
+    assert view_decoder.decode((await views.get(uids[0])).value).status == "done"
+    assert head_decoder.decode((await index_kv.get(index_head_key("all"))).value).count == listed + 3
+    assert projector._next_seq == acks[-1].seq + 1
+
+
+async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(tmp_path):
+    from tests.harness import NatsServer
+
+    server = NatsServer(tmp_path / "store").start()
+    client = await nats_layout.connect(server.url, "test")
+    try:
+        js = client.jetstream()
+        await nats_layout.declare_event_stream(js)
+        early, late = str(uuid.uuid4()), str(uuid.uuid4())
+        await _publish(js, TaskSubmitted(uid=early, tool="template", params={}, input_files=[]))
+        # An earlier projector's pull consumer, which had projected that first event.
+        await js.add_consumer(names.EVENT_STREAM, js_api.ConsumerConfig(
+            durable_name="projector", filter_subject=names.EVENT_SUBJECTS, ack_policy=js_api.AckPolicy.ALL))
+        old = await js.pull_subscribe_bind(durable="projector", stream=names.EVENT_STREAM)
+        (msg,) = await old.fetch(1, timeout=5)
+        await msg.ack_sync()
+        await old.unsubscribe()
+        late_ack = await _publish(js, TaskSubmitted(uid=late, tool="template", params={}, input_files=[]))
+
+        stop = asyncio.Event()
+        runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
+        views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+
+        async def projected():
+            try:
+                return await views.get(late)
+            except KeyNotFoundError:
+                return None
+
+        await _until(projected)
+        stop.set()
+        await runner
+        with pytest.raises(KeyNotFoundError):
+            await views.get(early)  # not replayed: the old consumer had acknowledged it
+        with pytest.raises(NotFoundError):
+            await js.consumer_info(names.EVENT_STREAM, "projector")
+        info = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+        assert info.config.opt_start_seq == late_ack.seq
+    finally:
+        await client.drain()
+        server.stop()
