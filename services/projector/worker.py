@@ -78,7 +78,7 @@ class Projector:
                     now = asyncio.get_running_loop().time()
                     if now - quiet_since > 10.0:  # quiet: make sure the consumer still exists
                         quiet_since = now
-                        await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+                        await self._check_consumer(js)
                     continue
                 msgs = [first]
                 while len(msgs) < self._settings.batch and not inbox.empty():
@@ -87,6 +87,16 @@ class Projector:
                 quiet_since = asyncio.get_running_loop().time()
         finally:
             await sub.unsubscribe()
+
+    async def _check_consumer(self, js) -> None:
+        """A deleted consumer (``--rebuild`` run elsewhere) pushes nothing: end, to be restarted."""
+        try:
+            await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+        except nats.js.errors.NotFoundError:
+            raise RuntimeError("the projector's consumer was deleted; restart to declare it anew") from None
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError,
+                nats.errors.ConnectionClosedError, nats.js.errors.ServiceUnavailableError):
+            pass  # the broker is away: the connection's reconnect handles it
 
     async def _declare(self, js) -> js_api.ConsumerConfig:
         """Our consumer; one left by an older projector is replaced where it had got to."""
