@@ -86,38 +86,36 @@ class Backend:
             deliver_policy=js_api.DeliverPolicy.NEW, stream=f"KV_{names.TASK_VIEW_BUCKET}",
         )
 
+    def _adopt_settings(self, tool: str, revision: int, data: bytes | None) -> None:
+        """Take a tool's defaults at ``revision`` unless newer ones are known (None: deleted)."""
+        cls = PARAMS_BY_TOOL.get(tool)
+        if cls is None or revision < self._defaults.get(tool, (0, None))[0]:
+            return
+        try:
+            self._defaults[tool] = (revision, cls() if data is None else msgspec.json.decode(data, type=cls))
+        except msgspec.ValidationError:
+            log.warning("settings_unreadable", tool=tool)
+
     async def _watch_settings(self) -> None:
         # Every key's last value first, then changes: ordered, so the newest revision wins.
         prefix = f"$KV.{names.SETTINGS_BUCKET}."
 
         async def on_update(msg) -> None:
-            tool, revision = msg.subject[len(prefix):], msg.metadata.sequence.stream
-            cls = PARAMS_BY_TOOL.get(tool)
-            if cls is None or revision < self._defaults.get(tool, (0, None))[0]:
-                return
-            if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
-                self._defaults[tool] = (revision, cls())
-                return
-            try:
-                self._defaults[tool] = (revision, msgspec.json.decode(msg.data, type=cls))
-            except msgspec.ValidationError:
-                log.warning("settings_unreadable", tool=tool)
+            deleted = bool(msg.headers) and msg.headers.get("KV-Operation") in ("DEL", "PURGE")
+            self._adopt_settings(msg.subject[len(prefix):], msg.metadata.sequence.stream,
+                                 None if deleted else msg.data)
 
         self._settings_watch = await self._js.subscribe(
             f"{prefix}>", cb=on_update, ordered_consumer=True,
             deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, stream=f"KV_{names.SETTINGS_BUCKET}",
         )
         # The watcher's first deliveries are asynchronous: read the current values before serving.
-        for tool, cls in PARAMS_BY_TOOL.items():
+        for tool in PARAMS_BY_TOOL:
             try:
                 entry = await self._nats(lambda t=tool: self._tool_settings.get(t), "settings")
             except KeyNotFoundError:
                 continue
-            if entry.revision >= self._defaults.get(tool, (0, None))[0]:
-                try:
-                    self._defaults[tool] = (entry.revision, msgspec.json.decode(entry.value, type=cls))
-                except msgspec.ValidationError:
-                    log.warning("settings_unreadable", tool=tool)
+            self._adopt_settings(tool, entry.revision, entry.value)
 
     async def on_reconnect(self) -> None:
         """The watchers can stay silent for a while after a reconnect: re-read, and watch anew."""
@@ -226,10 +224,9 @@ class Backend:
         return known[1] if known is not None else PARAMS_BY_TOOL[tool]()
 
     async def save_settings(self, tool: str, params: msgspec.Struct) -> None:
-        revision = await self._nats(lambda: self._tool_settings.put(tool, msgspec.json.encode(params)), "settings")
-        # Our own next submission uses them at once, without waiting for the watcher.
-        if revision >= self._defaults.get(tool, (0, None))[0]:
-            self._defaults[tool] = (revision, params)
+        data = msgspec.json.encode(params)
+        revision = await self._nats(lambda: self._tool_settings.put(tool, data), "settings")
+        self._adopt_settings(tool, revision, data)  # our next submission uses them at once
 
     # --- webhooks ------------------------------------------------------------------------
 
