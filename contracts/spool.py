@@ -33,7 +33,11 @@ class LocalSpool:
         self._sweep_every = sweep_every
         self._next_sweep = 0.0
         self._written = 0
-        root.mkdir(parents=True, exist_ok=True)
+        self._quiet_until = 0.0
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # an unusable spool is only a slower read
+            log.warning("spool_unavailable", root=str(root), error=str(exc))
 
     @classmethod
     def optional(cls, root: str, max_bytes: int) -> "LocalSpool | None":
@@ -62,7 +66,10 @@ class LocalSpool:
                 _unlink(tmp)
                 raise
         except OSError as exc:
-            log.warning("spool_write_failed", name=name, error=str(exc))
+            now = time.monotonic()
+            if now >= self._quiet_until:  # a full or read-only disk: say so once a minute, not per file
+                self._quiet_until = now + 60.0
+                log.warning("spool_write_failed", name=name, error=str(exc))
             return
         self._written += len(data)
         now = time.monotonic()
