@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from aerovision import logs
-from contracts.allocator import tune_allocator
+from contracts.process import tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
 

@@ -13,18 +13,9 @@ from pathlib import Path
 import structlog
 
 from aerovision import logs, natsserver
+from contracts.process import die_with_parent  # SIGTERM: a killed supervisor leaves no stray services
 
 log = structlog.get_logger("supervisor")
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:  # PR_SET_PDEATHSIG: a killed supervisor leaves no stray services behind
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-        except OSError:
-            pass
 
 
 class Child:
@@ -36,7 +27,7 @@ class Child:
 
     def start(self) -> None:
         # Own session: Ctrl-C reaches the supervisor only, which stops everyone in order.
-        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent)
         log.info("service_started", child=self.name, pid=self.proc.pid)
 
     def exited(self) -> int | None:

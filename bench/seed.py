@@ -17,7 +17,7 @@ import time
 import uuid
 
 from contracts import names, nats_layout
-from contracts.events import TaskFinished, TaskSubmitted, encode_event, message_id_of, subject_of
+from contracts.events import TaskFinished, TaskSubmitted
 from contracts.view import INDEX_ALL, head_decoder, index_head_key
 
 PARAMS = {"method": "TM_CCOEFF_NORMED", "threshold": 0.8, "max_results": 20, "use_grayscale": True}
@@ -59,8 +59,7 @@ async def seed(url: str, count: int, *, window: int = 2000, wait: bool = True, t
     pending: list[asyncio.Future] = []
     for i in range(count):
         for event in _events(str(uuid.uuid4())):
-            pending.append(asyncio.ensure_future(js.publish(
-                subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)})))
+            pending.append(asyncio.ensure_future(nats_layout.publish_event(js, event)))
         if len(pending) >= window:
             await asyncio.gather(*pending)
             pending.clear()

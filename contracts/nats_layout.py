@@ -20,6 +20,7 @@ from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from contracts import names
+from contracts.events import AnyEvent, encode_event, message_id_of, subject_of
 
 log = structlog.get_logger("nats")
 T = TypeVar("T")
@@ -67,6 +68,13 @@ async def connect(url: str, name: str, *, deadline: float = 60.0,
             delay = min(delay * 2, 2.0)
 
 
+# What a JetStream call raises while the server restarts or a leader is elected: worth a retry.
+BROKER_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError, asyncio.TimeoutError,
+)
+
+
 async def retrying(op: Callable[[], Awaitable[T]], *, deadline: float = 15.0, what: str = "nats") -> T:
     """Run a JetStream call, retrying through a server restart or a leader election."""
     loop = asyncio.get_running_loop()
@@ -75,14 +83,21 @@ async def retrying(op: Callable[[], Awaitable[T]], *, deadline: float = 15.0, wh
     while True:
         try:
             return await op()
-        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError,
-                nats.errors.ConnectionClosedError, nats.errors.NoRespondersError,
-                nats.js.errors.ServiceUnavailableError, asyncio.TimeoutError) as exc:
+        except BROKER_UNAVAILABLE as exc:
             if loop.time() + delay > give_up:
                 raise
             log.info("nats_retry", what=what, error=type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+async def publish_event(js: JetStreamContext, event: AnyEvent, *, deadline: float = 15.0) -> js_api.PubAck:
+    """Store one event on its subject, retried through a restart; its message id makes a retried
+    publish a duplicate the stream drops."""
+    return await retrying(
+        lambda: js.publish(subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)}),
+        deadline=deadline, what=f"publish {type(event).__name__}",
+    )
 
 
 def event_stream_config(replicas: int = 1) -> js_api.StreamConfig:

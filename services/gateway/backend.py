@@ -19,7 +19,7 @@ from nats.js.errors import InvalidKeyError, KeyNotFoundError, NoKeysError, NotFo
 
 from contracts import names, nats_layout
 from contracts.api import WebhookRecord
-from contracts.events import TaskSubmitted, encode_event, message_id_of, now_iso, subject_of
+from contracts.events import TaskSubmitted, now_iso
 from contracts.objects import FileStore
 from contracts.spool import LocalSpool
 from contracts.params import PARAMS_BY_TOOL
@@ -155,11 +155,7 @@ class Backend:
             uid=uid, tool=tool, params=params, input_files=inputs,
             thumbnails=[f"thumbnails/{uid}/{name}" for name, _ in uploads] if images else [],
         )
-        ack = await self._nats(
-            lambda: self._js.publish(subject_of(event), encode_event(event),
-                                     headers={"Nats-Msg-Id": message_id_of(event)}),
-            "publish",
-        )
+        ack = await nats_layout.publish_event(self._js, event, deadline=self._settings.broker_patience)
         data = view_encoder.encode(queued_view(event, seq=ack.seq))
         # Answers reads of this task until the projector's view arrives (revision 0 loses to it).
         self.cache.put(uid, data, 0)
@@ -177,7 +173,8 @@ class Backend:
             return entry.value
         except KeyNotFoundError:
             pass
-        # Accepted by another gateway but not projected yet: answer from the event itself.
+        # Accepted by another gateway but not projected yet: answer from the event itself. One
+        # literal subject per tool: the stream indexes those; a wildcard lookup would scan.
         for tool in _TOOLS:
             subject = names.event_subject(names.KIND_SUBMITTED, tool, uid)
             try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import msgspec
-import nats
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from contracts import nats_layout
 from contracts.api import ErrorBody, ErrorItem, ValidationErrorBody
 
 log = structlog.get_logger("gateway")
@@ -46,12 +45,8 @@ def on_http(_: Request, exc: HTTPException) -> Response:
     return _json(ErrorBody(detail=str(exc.detail)), exc.status_code)
 
 
-_UNAVAILABLE = (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoRespondersError,
-                nats.js.errors.NoStreamResponseError, nats.js.errors.ServiceUnavailableError, asyncio.TimeoutError)
-
-
 def on_unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, nats_layout.BROKER_UNAVAILABLE):
         log.warning("broker_unavailable", path=request.url.path, error=type(exc).__name__)
         response = _json(ErrorBody(detail="The message broker is unreachable; retry in a few seconds"), 503)
         response.headers["Retry-After"] = "2"

@@ -13,14 +13,13 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
 import structlog
 
-from contracts.allocator import tune_allocator
+from contracts.process import die_with_parent, tune_allocator
 
 log = structlog.get_logger("matcher.pool")
 
@@ -31,16 +30,6 @@ class WorkerCrashed(Exception):
 
 class JobTimedOut(Exception):
     """The job ran past its deadline and its worker was killed."""
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:  # PR_SET_PDEATHSIG: no orphaned workers if the matcher is killed
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 def prepare_worker_process() -> None:
@@ -56,7 +45,7 @@ def prepare_worker_process() -> None:
 
 
 def _worker_main(conn: Connection) -> None:
-    _die_with_parent()
+    die_with_parent(signal.SIGKILL)  # no orphaned workers if the matcher is killed
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     prepare_worker_process()
     while True:

@@ -25,9 +25,6 @@ from contracts.events import (
     TaskStarted,
     TaskSubmitted,
     decode_event,
-    encode_event,
-    message_id_of,
-    subject_of,
 )
 from contracts.objects import FileStore
 from contracts.spool import LocalSpool
@@ -62,11 +59,7 @@ class Matcher:
         self._settings = settings
 
     async def publish(self, event: AnyEvent) -> None:
-        await nats_layout.retrying(
-            lambda: self._js.publish(subject_of(event), encode_event(event),
-                                     headers={"Nats-Msg-Id": message_id_of(event)}),
-            deadline=60, what="publish",
-        )
+        await nats_layout.publish_event(self._js, event, deadline=60)
 
     async def run(self, stop: asyncio.Event) -> None:
         await nats_layout.declare_consumer(self._js, consumer_config(self._settings))

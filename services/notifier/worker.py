@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 
 from contracts import names, nats_layout
 from contracts.api import WebhookRecord
-from contracts.events import TaskFinished, WebhookAttempted, decode_event, encode_event, message_id_of, subject_of
+from contracts.events import TaskFinished, WebhookAttempted, decode_event
 from services.notifier.directory import WebhookDirectory
 from services.notifier.settings import NotifierSettings
 from services.notifier.signing import headers_for, payload_for, retry_delay
@@ -130,8 +130,7 @@ class Notifier:
             delivered=delivered, status_code=status_code, error=error,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        await self._js.publish(subject_of(attempted), encode_event(attempted),
-                               headers={"Nats-Msg-Id": message_id_of(attempted)})
+        await nats_layout.publish_event(self._js, attempted)
         log.info("webhook_attempted", webhook_id=hook.id, attempt=attempt, delivered=delivered,
                  status_code=status_code, error=error)
         return next_wait

@@ -94,8 +94,7 @@ class Projector:
             await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
         except nats.js.errors.NotFoundError:
             raise RuntimeError("the projector's consumer was deleted; restart to declare it anew") from None
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError,
-                nats.errors.ConnectionClosedError, nats.js.errors.ServiceUnavailableError):
+        except nats_layout.BROKER_UNAVAILABLE:
             pass  # the broker is away: the connection's reconnect handles it
 
     async def _declare(self, js) -> js_api.ConsumerConfig:

@@ -1,4 +1,4 @@
-"""The allocator settings apply where the C library is glibc, and are harmless elsewhere."""
+"""Process settings through the C library: the allocator applies where it is glibc, harmlessly elsewhere."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from contracts.allocator import tune_allocator
+from contracts.process import tune_allocator
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
