@@ -57,7 +57,8 @@ class TaskList(msgspec.Struct):
 
 
 # The task list index: tasks numbered 0, 1, 2... in submission order, stored in pages of
-# INDEX_PAGE_SIZE uids, so a page of the list costs a few gets at any offset.
+# INDEX_PAGE_SIZE uids, so a page of the list costs a few gets at any offset. Full pages are
+# written once; the last, partly filled one lives in the head, so an append is one write.
 INDEX_PAGE_SIZE = 256
 INDEX_ALL = "all"
 
@@ -67,9 +68,12 @@ def tool_index(tool: str) -> str:
     return f"tool-{tool}"
 
 
-class IndexHead(msgspec.Struct, kw_only=True):
+class IndexHead(msgspec.Struct, kw_only=True, omit_defaults=True):
     count: int = 0
     last_seq: int = 0
+    # The uids of the last page (``count % INDEX_PAGE_SIZE`` of them). None in heads written
+    # before it was kept here: that page is then its own key.
+    tail: list[str] | None = None
 
 
 def index_head_key(index: str) -> str:

@@ -190,20 +190,27 @@ class Backend:
         """Total and one page of task views, newest first, from the index (a few gets)."""
         index = tool_index(tool) if tool else INDEX_ALL
         try:
-            head = await self._nats(lambda: self._index.get(index_head_key(index)), "index")
-            total = head_decoder.decode(head.value).count
+            entry = await self._nats(lambda: self._index.get(index_head_key(index)), "index")
         except KeyNotFoundError:
             return 0, []
+        head = head_decoder.decode(entry.value)
+        total = head.count
         hi = total - offset  # ordinals [lo, hi) newest first
         lo = max(0, hi - limit)
         if hi <= 0:
             return total, []
         pages = range(lo // INDEX_PAGE_SIZE, (hi - 1) // INDEX_PAGE_SIZE + 1)
-        loaded = await asyncio.gather(*(
-            self._nats(lambda p=p: self._index.get(index_page_key(index, p)), "index") for p in pages))
+        last = total // INDEX_PAGE_SIZE  # the partly filled page: in the head (older heads: a key)
+
+        async def page_uids(page: int) -> list[str]:
+            if page == last and head.tail is not None:
+                return head.tail
+            stored = await self._nats(lambda: self._index.get(index_page_key(index, page)), "index")
+            return page_decoder.decode(stored.value)
+
         uids: list[str] = []
-        for page, entry in zip(pages, loaded):
-            uids.extend(page_decoder.decode(entry.value))
+        for part in await asyncio.gather(*(page_uids(p) for p in pages)):
+            uids.extend(part)
         first = pages[0] * INDEX_PAGE_SIZE
         chosen = uids[lo - first: hi - first][::-1]
         views = await asyncio.gather(*(self.task(uid) for uid in chosen))

@@ -1,7 +1,8 @@
 """The task-list index: uids numbered in submission order, stored in fixed-size pages.
 
-A list request reads the head and at most two pages, whatever the offset; the projector appends
-with the head's ``last_seq`` as its tracking position, so a replayed event is not appended twice.
+A list request reads the head and at most two pages, whatever the offset. The head holds the
+count, the tracking position (``last_seq``: a replayed event is not appended twice) and the
+last, partly filled page, so appending a batch is one write (plus one per page it fills).
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ class TaskIndex:
         self._name = name
         self._head: IndexHead | None = None
         self._head_rev = 0
-        self._tail: list[str] = []  # uids of the last, partly filled page
 
     async def _load(self) -> None:
         try:
             entry = await self._kv.get(index_head_key(self._name))
-            self._head, self._head_rev = head_decoder.decode(entry.value), entry.revision
+            head, self._head_rev = head_decoder.decode(entry.value), entry.revision
         except KeyNotFoundError:
-            self._head, self._head_rev = IndexHead(), 0
-        self._tail = await self._page(self._head.count // INDEX_PAGE_SIZE)
+            head, self._head_rev = IndexHead(), 0
+        if head.tail is None:  # written before the head kept the last page: it is its own key
+            head.tail = await self._page(head.count // INDEX_PAGE_SIZE) if head.count % INDEX_PAGE_SIZE else []
+        self._head = head
 
     async def _page(self, page: int) -> list[str]:
         try:
@@ -44,21 +46,20 @@ class TaskIndex:
         for _ in range(5):
             if self._head is None:
                 await self._load()
-            assert self._head is not None
+            assert self._head is not None and self._head.tail is not None
             fresh = [uid for seq, uid in entries if seq > self._head.last_seq]
             if not fresh:
                 return
             count = self._head.count
-            tail = list(self._tail[: count % INDEX_PAGE_SIZE])
+            tail = self._head.tail[: count % INDEX_PAGE_SIZE]  # a copy: the head stays as stored
             page = count // INDEX_PAGE_SIZE
             for uid in fresh:
                 tail.append(uid)
                 if len(tail) == INDEX_PAGE_SIZE:
+                    # Full pages never change again; readers find them once the head counts them.
                     await self._kv.put(index_page_key(self._name, page), _enc.encode(tail))
                     page, tail = page + 1, []
-            if tail:
-                await self._kv.put(index_page_key(self._name, page), _enc.encode(tail))
-            head = IndexHead(count=count + len(fresh), last_seq=max(seq for seq, _ in entries))
+            head = IndexHead(count=count + len(fresh), last_seq=max(seq for seq, _ in entries), tail=tail)
             try:
                 if self._head_rev:
                     rev = await self._kv.update(index_head_key(self._name), _enc.encode(head), last=self._head_rev)
@@ -67,6 +68,6 @@ class TaskIndex:
             except KeyWrongLastSequenceError:
                 self._head = None  # someone else wrote: reload and redo
                 continue
-            self._head, self._head_rev, self._tail = head, rev, tail
+            self._head, self._head_rev = head, rev
             return
         raise RuntimeError(f"index {self._name}: could not append after 5 attempts")
