@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import struct
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
@@ -76,19 +77,47 @@ def _widen(conn: Connection) -> None:
 
 
 class _Worker:
+    """One worker process and the parent's end of its socket pair, read and written by the loop."""
+
     def __init__(self, ctx: Any) -> None:
-        self.conn, child = ctx.Pipe(duplex=True)
-        _widen(self.conn)
+        conn, child = ctx.Pipe(duplex=True)  # a socket pair on Unix
+        _widen(conn)
         _widen(child)
         self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
         self.process.start()
         child.close()
+        self._sock = socket.socket(fileno=os.dup(conn.fileno()))
+        conn.close()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def call(self, fn: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+        """Send ``(fn, arg)`` and read the answer, framed as ``multiprocessing.Connection`` frames
+        them (the worker uses one): no thread hand-off per job, the event loop does the I/O."""
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(sock=self._sock)
+        assert self._reader is not None
+        payload = pickle.dumps((fn, arg), protocol=pickle.HIGHEST_PROTOCOL)
+        self._writer.write(_frame_header(len(payload)))
+        self._writer.write(payload)
+        await self._writer.drain()
+        (size,) = struct.unpack("!i", await self._reader.readexactly(4))
+        if size == -1:
+            (size,) = struct.unpack("!Q", await self._reader.readexactly(8))
+        return pickle.loads(await self._reader.readexactly(size))
 
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
-        self.conn.close()
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._sock.close()
+
+
+def _frame_header(size: int) -> bytes:
+    return struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", size)
 
 
 class WorkerPool:
@@ -97,7 +126,6 @@ class WorkerPool:
         self._ctx = mp.get_context("spawn")  # fork after asyncio/NATS threads is unsafe
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
-        self._threads = ThreadPoolExecutor(max_workers=size + 1, thread_name_prefix="pool-io")
 
     def _spawn(self) -> _Worker:
         worker = _Worker(self._ctx)
@@ -114,13 +142,12 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         healthy = False
         try:
-            await loop.run_in_executor(self._threads, worker.conn.send, (fn, arg))
-            ok, value = await asyncio.wait_for(loop.run_in_executor(self._threads, worker.conn.recv), timeout)
+            ok, value = await asyncio.wait_for(worker.call(fn, arg), timeout)
             healthy = True
         except asyncio.TimeoutError:
             raise JobTimedOut(f"no result after {timeout:.0f} s") from None
-        except (EOFError, OSError, BrokenPipeError):
-            worker.process.join(timeout=1)
+        except (EOFError, OSError, asyncio.IncompleteReadError):
+            await loop.run_in_executor(None, worker.process.join, 1)
             code = worker.process.exitcode
             reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             raise WorkerCrashed(f"the worker process died ({reason})") from None
@@ -129,7 +156,7 @@ class WorkerPool:
                 self._idle.put_nowait(worker)
             else:
                 self._all.discard(worker)
-                await loop.run_in_executor(self._threads, worker.kill)
+                await loop.run_in_executor(None, worker.kill)
                 self._idle.put_nowait(self._spawn())
                 log.warning("worker_replaced")
         if not ok:
@@ -140,4 +167,3 @@ class WorkerPool:
         for worker in list(self._all):
             worker.kill()
         self._all.clear()
-        self._threads.shutdown(wait=False, cancel_futures=True)

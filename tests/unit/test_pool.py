@@ -1,0 +1,58 @@
+"""The matcher's worker pool with real processes: answers, big payloads, crashes, hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
+
+
+def echo_size(data: bytes) -> tuple[int, bytes]:
+    return len(data), data[::-1]
+
+
+def segfault(_: object) -> None:
+    os.kill(os.getpid(), signal.SIGSEGV)  # what a crash inside OpenCV looks like to the parent
+
+
+def hang(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def fail(_: object) -> None:
+    raise ValueError("bad input")
+
+
+@pytest.fixture
+async def pool():
+    workers = WorkerPool(1)
+    await workers.start()
+    yield workers
+    await workers.close()
+
+
+async def test_a_job_larger_than_the_pipe_buffers_round_trips(pool):
+    data = os.urandom(9 * 2**20)
+    assert await pool.run(echo_size, data, timeout=30) == (len(data), data[::-1])
+
+
+async def test_a_crashed_worker_is_reported_and_replaced(pool):
+    with pytest.raises(WorkerCrashed, match="signal 11"):
+        await pool.run(segfault, None, timeout=30)
+    assert await pool.run(echo_size, b"abc", timeout=30) == (3, b"cba")
+
+
+async def test_a_job_past_its_deadline_is_killed_and_the_pool_goes_on(pool):
+    with pytest.raises(JobTimedOut):
+        await pool.run(hang, 30.0, timeout=0.5)
+    assert await pool.run(echo_size, b"xy", timeout=30) == (2, b"yx")
+
+
+async def test_an_exception_in_the_job_is_an_error_not_a_crash(pool):
+    with pytest.raises(RuntimeError, match="ValueError: bad input"):
+        await pool.run(fail, None, timeout=30)
+    assert await pool.run(echo_size, b"", timeout=30) == (0, b"")
