@@ -59,8 +59,9 @@ def service_exits(log: Path) -> list[dict]:
 class UpSystem:
     """``aerovision up`` in its own process group; ``services()`` maps role -> pid."""
 
-    def __init__(self, workdir: Path, log_level: str | None = None) -> None:
+    def __init__(self, workdir: Path, log_level: str | None = None, source: Path | None = None) -> None:
         self.workdir = workdir
+        self.source = source  # another checkout of AeroVision to run (bench/ab.py), else this one
         self.data = workdir / "data"
         self.port = free_port()
         self.nats_port = free_port()
@@ -73,11 +74,12 @@ class UpSystem:
 
     def start(self, timeout: float = 90.0) -> "UpSystem":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = clean_env(AEROVISION_NATS_PORT=str(self.nats_port), AEROVISION_LOG_LEVEL=self.log_level)
+        env = clean_env(AEROVISION_NATS_PORT=str(self.nats_port), AEROVISION_LOG_LEVEL=self.log_level,
+                        PYTHONPATH=str(self.source) if self.source else None)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "aerovision", "up", "--port", str(self.port), "--data", str(self.data)],
-                env=env, stdout=out, stderr=out, cwd=ROOT, start_new_session=True,
+                env=env, stdout=out, stderr=out, cwd=self.source or ROOT, start_new_session=True,
             )
         try:
             wait_for(lambda: self.proc.poll() is not None or healthy(self.base), timeout, what="aerovision up")
