@@ -45,9 +45,18 @@ def prepare_worker_process() -> None:
         pass
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _worker_main(conn: Connection) -> None:
     die_with_parent(signal.SIGKILL)  # no orphaned workers if the matcher is killed
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    # The parent decides when we stop: Ctrl-C reaches the whole process group, and systemd or a
+    # killpg sends SIGTERM to every process; a worker dying with it would cost the task in hand
+    # an attempt (a crash) during what should be a graceful stop. The parent started us with
+    # both signals blocked, so one that came while this interpreter started is dropped here.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     prepare_worker_process()
     while True:
         try:
@@ -84,7 +93,13 @@ class _Worker:
         _widen(conn)
         _widen(child)
         self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.process.start()
+        # The child inherits the blocked mask through fork and exec (see _worker_main); ours is
+        # restored at once, and a signal that came meanwhile is delivered to us then.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         child.close()
         self._sock = socket.socket(fileno=os.dup(conn.fileno()))
         conn.close()
@@ -106,10 +121,14 @@ class _Worker:
             (size,) = struct.unpack("!Q", await self._reader.readexactly(8))
         return pickle.loads(await self._reader.readexactly(size))
 
-    def kill(self) -> None:
+    def terminate(self) -> None:
+        """Kill the process and reap it. Blocks: the pool runs it off the event loop."""
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
+
+    def close_pipe(self) -> None:
+        """Close our end of the pipe; on the event loop's thread (its transport is not thread-safe)."""
         if self._writer is not None:
             self._writer.close()
         else:
@@ -156,14 +175,18 @@ class WorkerPool:
                 self._idle.put_nowait(worker)
             else:
                 self._all.discard(worker)
-                await loop.run_in_executor(None, worker.kill)
-                self._idle.put_nowait(self._spawn())
-                log.warning("worker_replaced")
+                try:
+                    await loop.run_in_executor(None, worker.terminate)
+                finally:  # even if cancelled meanwhile: the pool keeps its size
+                    worker.close_pipe()
+                    self._idle.put_nowait(self._spawn())
+                    log.warning("worker_replaced")
         if not ok:
             raise RuntimeError(value)
         return value
 
     async def close(self) -> None:
         for worker in list(self._all):
-            worker.kill()
+            worker.terminate()
+            worker.close_pipe()
         self._all.clear()

@@ -94,14 +94,18 @@ def test_matcher_killed_mid_task_is_redelivered(split_system, slow_pair):
         survivor.stop()
 
 
-def test_graceful_stop_hands_the_task_back(split_system, slow_pair):
+def test_graceful_stop_finishes_or_hands_back_the_task(split_system, slow_pair):
     api, env, root = split_system
     first, uid = _slow_task_in_progress(split_system, slow_pair, "matcher-c.log")
-    first.signal(signal.SIGTERM)
+    first.signal(signal.SIGTERM)  # to the whole process group, workers included, as systemd does
     assert first.proc.wait(timeout=30) == 0
     second = Service(["matcher"], env, root / "matcher-d.log").start()
     try:
-        assert api.wait_done(uid, timeout=120)["status"] == "done"
+        task = api.wait_done(uid, timeout=120)
+        assert task["status"] == "done"
+        # Finished within the stop's grace period, or handed back and run once more; a stop is
+        # not a crash, so it never costs more than that attempt.
+        assert task["attempts"] <= 2
     finally:
         second.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -52,7 +53,37 @@ async def test_a_job_past_its_deadline_is_killed_and_the_pool_goes_on(pool):
     assert await pool.run(echo_size, b"xy", timeout=30) == (2, b"yx")
 
 
+async def test_replaced_workers_keep_the_pool_whole():
+    """Several deadlines in a row (an input that hangs every attempt): each replacement works."""
+    workers = WorkerPool(2)
+    await workers.start()
+    try:
+        for _ in range(4):
+            with pytest.raises(JobTimedOut):
+                await workers.run(hang, 30.0, timeout=0.3)
+        results = await asyncio.gather(*(workers.run(echo_size, b"ok", timeout=30) for _ in range(4)))
+        assert results == [(2, b"ko")] * 4
+    finally:
+        await workers.close()
+
+
 async def test_an_exception_in_the_job_is_an_error_not_a_crash(pool):
     with pytest.raises(RuntimeError, match="ValueError: bad input"):
         await pool.run(fail, None, timeout=30)
     assert await pool.run(echo_size, b"", timeout=30) == (0, b"")
+
+
+async def test_a_stop_signal_to_the_whole_group_leaves_workers_running():
+    """systemd and killpg signal every process: a worker, even one still starting, ignores it."""
+    workers = WorkerPool(1)
+    await workers.start()
+    try:
+        (worker,) = workers._all
+        os.kill(worker.process.pid, signal.SIGTERM)  # most likely while its interpreter starts
+        os.kill(worker.process.pid, signal.SIGINT)
+        assert await workers.run(echo_size, b"still here", timeout=30) == (10, b"ereh llits")
+        os.kill(worker.process.pid, signal.SIGTERM)  # and once it runs
+        assert await workers.run(echo_size, b"!", timeout=30) == (1, b"!")
+        assert worker in workers._all
+    finally:
+        await workers.close()
