@@ -21,9 +21,14 @@ from contracts.process import tune_allocator
 SERVICES = ("projector", "matcher", "notifier", "gateway")
 
 
-def _run_until_signalled(service: str, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+def _prepare(service: str) -> None:
+    """What every service process does first: its logs, and the allocator (contracts/process.py)."""
     logs.configure(service)
     tune_allocator()
+
+
+def _run_until_signalled(service: str, body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    _prepare(service)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -51,8 +56,7 @@ def run_gateway(port: int | None = None) -> None:
     from services.gateway.app import create_app
     from services.gateway.settings import GatewaySettings
 
-    logs.configure("gateway")
-    tune_allocator()
+    _prepare("gateway")
     settings = GatewaySettings.from_env()
     if port is not None:
         import msgspec

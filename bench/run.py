@@ -226,7 +226,6 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-
 def run_throughput(system: UpSystem, pool: LimitPool, name: str, wcfg: dict[str, Any], reps: int,
                    kind: str, poll: float) -> dict[str, Any]:
     """Interleaved: limit, service c=16, then c=1 alternating with the compute alone in blocks;

@@ -151,9 +151,9 @@ async def declare_files_bucket(js: JetStreamContext, replicas: int = 1) -> None:
     await retrying(create, deadline=30, what="files")
 
 
-async def declare_consumer(js: JetStreamContext, config: js_api.ConsumerConfig) -> None:
+async def declare_consumer(js: JetStreamContext, config: js_api.ConsumerConfig) -> js_api.ConsumerInfo:
     """Create or update a durable consumer (``pull_subscribe`` would ignore a changed config)."""
-    await retrying(lambda: js.add_consumer(names.EVENT_STREAM, config=config), deadline=30, what="consumer")
+    return await retrying(lambda: js.add_consumer(names.EVENT_STREAM, config=config), deadline=30, what="consumer")
 
 
 class _BatchReplies:

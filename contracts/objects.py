@@ -62,7 +62,6 @@ class FileStore:
         old = await self._info(name) if replace else None
         nuid = self._nc._nuid.next().decode()
         subject = _chunk_subject(nuid)
-        view = memoryview(data)
         count = (len(data) + self._chunk - 1) // self._chunk
         info = {
             "name": name,
@@ -77,8 +76,9 @@ class FileStore:
         # Chunks and meta in one round trip: the server stores one connection's messages to a
         # stream in order, and a meta stored without its chunks (a failed chunk) reads as damaged,
         # never as a short file; the caller only uses the file once every ack is in.
+        # A whole-bytes slice is the object itself: a file of one chunk is not copied again.
         acks = [
-            await self._js.publish_async(subject, bytes(view[i : i + self._chunk]))
+            await self._js.publish_async(subject, data[i : i + self._chunk])
             for i in range(0, len(data), self._chunk)
         ]
         acks.append(await self._js.publish_async(

@@ -7,7 +7,6 @@ Constraints are read from the struct types (``contracts.params``), never restate
 from __future__ import annotations
 
 import functools
-
 import math
 import re
 from typing import Any, Mapping

@@ -75,23 +75,20 @@ def _worker_main(conn: Connection) -> None:
 _PIPE_BUFFER = 4 * 2**20
 
 
-def _widen(conn: Connection) -> None:
+def _widen(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
-        sock = socket.socket(fileno=os.dup(conn.fileno()))
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _PIPE_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _PIPE_BUFFER)
-        finally:
-            sock.close()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _PIPE_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _PIPE_BUFFER)
 
 
 class _Worker:
     """One worker process and the parent's end of its socket pair, read and written by the loop."""
 
     def __init__(self, ctx: Any) -> None:
-        conn, child = ctx.Pipe(duplex=True)  # a socket pair on Unix
-        _widen(conn)
-        _widen(child)
+        self._sock, theirs = socket.socketpair()  # what ctx.Pipe(duplex=True) makes on Unix
+        _widen(self._sock)
+        _widen(theirs)
+        child = Connection(theirs.detach())  # the worker speaks multiprocessing's framing
         self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
         # The child inherits the blocked mask through fork and exec (see _worker_main); ours is
         # restored at once, and a signal that came meanwhile is delivered to us then.
@@ -101,8 +98,6 @@ class _Worker:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         child.close()
-        self._sock = socket.socket(fileno=os.dup(conn.fileno()))
-        conn.close()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 

@@ -58,8 +58,7 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
-        config = await self._declare(js)
-        info = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+        config, info = await self._declare(js)
         self._next_seq = info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else 0
         inbox: asyncio.Queue = asyncio.Queue()
 
@@ -97,8 +96,9 @@ class Projector:
         except nats_layout.BROKER_UNAVAILABLE:
             pass  # the broker is away: the connection's reconnect handles it
 
-    async def _declare(self, js) -> js_api.ConsumerConfig:
-        """Our consumer; one left by an older projector is replaced where it had got to."""
+    async def _declare(self, js) -> tuple[js_api.ConsumerConfig, js_api.ConsumerInfo]:
+        """Our consumer (its config and state); one left by an older projector is replaced where
+        it had got to."""
         start = 0
         for legacy in names.LEGACY_PROJECTOR_CONSUMERS:
             try:
@@ -111,11 +111,11 @@ class Projector:
             config = consumer_config()  # exists: where it starts no longer matters
         except nats.js.errors.NotFoundError:
             config = consumer_config(start)
-        await nats_layout.declare_consumer(js, config)
+        info = await nats_layout.declare_consumer(js, config)
         for legacy in names.LEGACY_PROJECTOR_CONSUMERS:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_consumer(names.EVENT_STREAM, legacy)
-        return config
+        return config, info
 
     async def _project_batch(self, msgs: list) -> None:
         events = [(msg.metadata.sequence.stream, msg.subject, msg.data) for msg in msgs]
