@@ -83,6 +83,12 @@ class FileStore:
         ]
         acks.append(await self._js.publish_async(
             _meta_subject(name), json.dumps(info).encode(), headers={"Nats-Rollup": "sub"}))
+        spooled = local_copy and self._spool is not None
+        if spooled:
+            # The local copy is written while the server stores the chunks (the flusher sends
+            # them first, once we yield); a put that then fails drops it again.
+            await asyncio.sleep(0)
+            self._spool.write(name, data)
         # nats-py's publish_async futures never time out: a message the server lost in a crash
         # would hang the put for ever. Cancelling them frees their slots; the caller retries.
         try:
@@ -90,11 +96,11 @@ class FileStore:
         except BaseException:
             for ack in acks:
                 ack.cancel()
+            if spooled:
+                self._spool.discard(name)
             raise
         if old is not None and old.get("nuid"):
             await self._js.purge_stream(_STREAM, subject=_chunk_subject(old["nuid"]))
-        if local_copy and self._spool is not None:
-            self._spool.write(name, data)
 
     async def get(self, name: str) -> bytes | None:
         """The file's bytes, or None when there is no such file."""

@@ -57,7 +57,7 @@ class LocalSpool:
             return None
 
     def write(self, name: str, data: bytes) -> None:
-        """Keep a copy; failures are logged, never raised (the store already has the file)."""
+        """Keep a copy; failures are logged, never raised (the store keeps the file)."""
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
             try:

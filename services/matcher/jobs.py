@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generator, Literal
 
 import cv2
 import msgspec
@@ -20,6 +20,11 @@ class Job(msgspec.Struct, frozen=True):
     inputs: list[tuple[str, bytes]]  # (form field, file bytes)
 
 
+class ResultFile(msgspec.Struct, frozen=True):
+    name: str  # under results/<uid>/
+    data: bytes
+
+
 class JobOutcome(msgspec.Struct, frozen=True):
     status: Literal["done", "error"]
     result_data: dict[str, Any] = {}
@@ -27,7 +32,12 @@ class JobOutcome(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
-def _template(job: Job) -> JobOutcome:
+# A job's steps yield each result file as soon as it is encoded and return the outcome (without
+# the files it yielded): the matcher stores one file while the next is still being encoded.
+JobSteps = Generator[ResultFile, None, JobOutcome]
+
+
+def _template(job: Job) -> JobSteps:
     params = msgspec.convert(job.params, TemplateParams)
     (image_field, image_bytes), (template_field, template_bytes) = job.inputs
     # Decoded in colour once: the boxes are drawn on what the user sent, not on its gray version.
@@ -35,25 +45,23 @@ def _template(job: Job) -> JobOutcome:
     image = cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if params.use_grayscale else picture
     template = decode_image(template_bytes, grayscale=params.use_grayscale, name=template_field)
     result = tm.match_template(image, template, params)
-    matches_png = encode_png(tm.draw_matches(picture, result.matches))
-    heatmap_png = encode_png(tm.render_heatmap(result.scores, image.shape, template.shape))
-    return JobOutcome(
-        status="done",
-        result_data=tm.result_data(result),
-        files=[("matches.png", matches_png), ("heatmap.png", heatmap_png)],
-    )
+    # The larger file first: its storing overlaps the heat map's encoding.
+    yield ResultFile("matches.png", encode_png(tm.draw_matches(picture, result.matches)))
+    yield ResultFile("heatmap.png", encode_png(tm.render_heatmap(result.scores, image.shape, template.shape)))
+    return JobOutcome(status="done", result_data=tm.result_data(result))
 
 
 _RUNNERS = {"template": _template}
 
 
-def run_job(job: Job) -> JobOutcome:
-    """Run one task; bad input ends as an error outcome with a reason a user understands."""
+def job_steps(job: Job) -> JobSteps:
+    """Run one task step by step; bad input ends as an error outcome with a reason a user
+    understands (files yielded before it are then not part of the result)."""
     runner = _RUNNERS.get(job.tool)
     if runner is None:
         return JobOutcome(status="error", error=f"The tool '{job.tool}' is not available on this matcher")
     try:
-        return runner(job)
+        return (yield from runner(job))
     except InputError as exc:
         return JobOutcome(status="error", error=str(exc))
     except msgspec.ValidationError as exc:
@@ -63,3 +71,18 @@ def run_job(job: Job) -> JobOutcome:
         return JobOutcome(status="error", error=f"OpenCV could not process the input: {reason}")
     except MemoryError:
         return JobOutcome(status="error", error="The input is too large to process in memory")
+
+
+def run_job(job: Job) -> JobOutcome:
+    """Run one task to the end: the outcome with every result file."""
+    steps, files = job_steps(job), []
+    while True:
+        try:
+            part = next(steps)
+        except StopIteration as end:
+            outcome: JobOutcome = end.value
+            break
+        files.append((part.name, part.data))
+    if outcome.status != "done":
+        return outcome
+    return msgspec.structs.replace(outcome, files=files + outcome.files)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import multiprocessing as mp
 import os
 import pickle
@@ -16,7 +17,7 @@ import signal
 import socket
 import struct
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import structlog
 
@@ -64,9 +65,22 @@ def _worker_main(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         try:
-            conn.send((True, fn(arg)))
+            result = fn(arg)
+            if inspect.isgenerator(result):
+                result = _send_parts(conn, result)
+            conn.send((True, result))
         except Exception as exc:  # reported to the parent, which decides what it means
             conn.send((False, f"{type(exc).__name__}: {exc}"))
+
+
+def _send_parts(conn: Connection, parts: Generator) -> Any:
+    """Send what a generator yields as it comes (tagged None); its return value is the result."""
+    while True:
+        try:
+            part = next(parts)
+        except StopIteration as end:
+            return end.value
+        conn.send((None, part))
 
 
 # A job's images go through the pipe both ways (~0.9 MB for a 640×480 task). With the default
@@ -101,20 +115,26 @@ class _Worker:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def call(self, fn: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+    async def call(self, fn: Callable[[Any], Any], arg: Any, on_part: Callable[[Any], None]) -> tuple[bool, Any]:
         """Send ``(fn, arg)`` and read the answer, framed as ``multiprocessing.Connection`` frames
-        them (the worker uses one): no thread hand-off per job, the event loop does the I/O."""
+        them (the worker uses one): no thread hand-off per job, the event loop does the I/O.
+        What a generator ``fn`` yields is handed to ``on_part`` as it arrives."""
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(sock=self._sock)
-        assert self._reader is not None
+        reader = self._reader
+        assert reader is not None
         payload = pickle.dumps((fn, arg), protocol=pickle.HIGHEST_PROTOCOL)
         self._writer.write(_frame_header(len(payload)))
         self._writer.write(payload)
         await self._writer.drain()
-        (size,) = struct.unpack("!i", await self._reader.readexactly(4))
-        if size == -1:
-            (size,) = struct.unpack("!Q", await self._reader.readexactly(8))
-        return pickle.loads(await self._reader.readexactly(size))
+        while True:
+            (size,) = struct.unpack("!i", await reader.readexactly(4))
+            if size == -1:
+                (size,) = struct.unpack("!Q", await reader.readexactly(8))
+            tag, value = pickle.loads(await reader.readexactly(size))
+            if tag is not None:
+                return tag, value
+            on_part(value)
 
     def terminate(self) -> None:
         """Kill the process and reap it. Blocks: the pool runs it off the event loop."""
@@ -134,6 +154,10 @@ def _frame_header(size: int) -> bytes:
     return struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", size)
 
 
+def _no_parts(part: Any) -> None:
+    raise RuntimeError("the job sent partial results, but nobody takes them")
+
+
 class WorkerPool:
     def __init__(self, size: int) -> None:
         self.size = size
@@ -150,13 +174,16 @@ class WorkerPool:
         for _ in range(self.size):
             self._idle.put_nowait(self._spawn())
 
-    async def run(self, fn: Callable[[Any], Any], arg: Any, timeout: float) -> Any:
-        """Run ``fn(arg)`` in a worker; raises WorkerCrashed, JobTimedOut or RuntimeError."""
+    async def run(self, fn: Callable[[Any], Any], arg: Any, timeout: float,
+                  on_part: Callable[[Any], None] = _no_parts) -> Any:
+        """Run ``fn(arg)`` in a worker; raises WorkerCrashed, JobTimedOut or RuntimeError. When
+        ``fn`` is a generator function, each value it yields is passed to ``on_part`` (on the
+        event loop) as soon as the worker sends it; its return value is the result."""
         worker = await self._idle.get()
         loop = asyncio.get_running_loop()
         healthy = False
         try:
-            ok, value = await asyncio.wait_for(worker.call(fn, arg), timeout)
+            ok, value = await asyncio.wait_for(worker.call(fn, arg, on_part), timeout)
             healthy = True
         except asyncio.TimeoutError:
             raise JobTimedOut(f"no result after {timeout:.0f} s") from None

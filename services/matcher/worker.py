@@ -29,7 +29,7 @@ from contracts.events import (
 from contracts.objects import FileStore
 from contracts.spool import LocalSpool
 from contracts.params import FILE_FIELDS
-from services.matcher.jobs import Job, JobOutcome, run_job
+from services.matcher.jobs import Job, JobOutcome, ResultFile, job_steps
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
 from services.matcher.settings import MatcherSettings
 
@@ -48,6 +48,39 @@ def consumer_config(settings: MatcherSettings) -> js_api.ConsumerConfig:
         max_deliver=settings.max_attempts + 2,
         max_ack_pending=1000,
     )
+
+
+class _ResultUploads:
+    """A job's result files, each stored as soon as its worker hands it over: the larger one is
+    stored while the next is still being encoded."""
+
+    def __init__(self, files: FileStore, uid: str, *, replace: bool) -> None:
+        self._files = files
+        self._uid = uid
+        self._replace = replace  # a retried attempt overwrites what an earlier one stored
+        self._paths: list[str] = []
+        self._puts: list[asyncio.Future] = []
+
+    def add(self, part: ResultFile) -> None:
+        path = f"results/{self._uid}/{part.name}"
+        self._paths.append(path)
+        self._puts.append(asyncio.ensure_future(nats_layout.retrying(
+            lambda: self._files.put(path, part.data, replace=self._replace), what="result")))
+
+    async def stored(self) -> list[str]:
+        """The stored files' paths once all are in; the first failure is raised."""
+        for outcome in await asyncio.gather(*self._puts, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return self._paths
+
+    async def settle(self, *, cancel: bool = False) -> None:
+        """The attempt failed: let the puts already under way end (or cancel them), whatever
+        they end with; the next attempt stores its own."""
+        if cancel:
+            for put in self._puts:
+                put.cancel()
+        await asyncio.gather(*self._puts, return_exceptions=True)
 
 
 class Matcher:
@@ -140,9 +173,12 @@ class Matcher:
             return
         t1 = time.perf_counter()
         job = Job(uid=event.uid, tool=event.tool, params=event.params, inputs=list(zip(fields, blobs)))
+        results = _ResultUploads(self._files, event.uid, replace=attempt > 1)
         try:
-            outcome: JobOutcome = await self._with_heartbeat(msg, self._pool.run(run_job, job, settings.task_timeout))
+            outcome: JobOutcome = await self._with_heartbeat(
+                msg, self._pool.run(job_steps, job, settings.task_timeout, on_part=results.add))
         except (WorkerCrashed, JobTimedOut) as exc:
+            await results.settle()
             await announced
             reason = "crashed the matcher" if isinstance(exc, WorkerCrashed) else "ran too long"
             log.warning("task_attempt_failed", reason=str(exc))
@@ -154,15 +190,17 @@ class Matcher:
             else:
                 await msg.nak(delay=settings.retry_delay)
             return
+        except BaseException:
+            await results.settle(cancel=True)  # e.g. shutting down: the task is handed back
+            raise
         t2 = time.perf_counter()
-        paths = [f"results/{event.uid}/{name}" for name, _ in outcome.files]
-        await asyncio.gather(announced, *(
-            nats_layout.retrying(lambda p=path, d=data: self._files.put(p, d, replace=attempt > 1), what="result")
-            for path, (_, data) in zip(paths, outcome.files)
-        ))
+        for name, data in outcome.files:
+            results.add(ResultFile(name, data))
+        paths, _ = await asyncio.gather(results.stored(), announced)
         await self._finish(msg, event, TaskFinished(
             uid=event.uid, tool=event.tool, status=outcome.status,
-            result_files=paths, result_data=outcome.result_data, error=outcome.error,
+            result_files=paths if outcome.status == "done" else [],
+            result_data=outcome.result_data, error=outcome.error,
         ), inputs_ms=round((t1 - t0) * 1000, 1), run_ms=round((t2 - t1) * 1000, 1),
             store_ms=round((time.perf_counter() - t2) * 1000, 1))
 

@@ -28,6 +28,17 @@ def fail(_: object) -> None:
     raise ValueError("bad input")
 
 
+def countdown(n: int):
+    for i in range(n, 0, -1):
+        yield i, os.urandom(2**20)
+    return "liftoff"
+
+
+def part_then_crash(_: object):
+    yield "first"
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
 @pytest.fixture
 async def pool():
     workers = WorkerPool(1)
@@ -39,6 +50,26 @@ async def pool():
 async def test_a_job_larger_than_the_pipe_buffers_round_trips(pool):
     data = os.urandom(9 * 2**20)
     assert await pool.run(echo_size, data, timeout=30) == (len(data), data[::-1])
+
+
+async def test_a_generator_job_hands_over_each_part_before_its_result(pool):
+    parts: list[int] = []
+    result = await pool.run(countdown, 3, timeout=30, on_part=lambda part: parts.append(part[0]))
+    assert (parts, result) == ([3, 2, 1], "liftoff")
+    assert await pool.run(echo_size, b"abc", timeout=30) == (3, b"cba")  # the pipe is clean after it
+
+
+async def test_parts_already_sent_arrive_when_the_worker_then_crashes(pool):
+    parts: list[str] = []
+    with pytest.raises(WorkerCrashed):
+        await pool.run(part_then_crash, None, timeout=30, on_part=parts.append)
+    assert parts == ["first"]
+
+
+async def test_parts_nobody_takes_fail_the_job_not_the_pool(pool):
+    with pytest.raises(RuntimeError, match="partial results"):
+        await pool.run(countdown, 2, timeout=30)
+    assert await pool.run(echo_size, b"ab", timeout=30) == (2, b"ba")
 
 
 async def test_a_crashed_worker_is_reported_and_replaced(pool):
