@@ -30,9 +30,15 @@ def decode_image(data: bytes, *, grayscale: bool, name: str) -> np.ndarray:
     return image
 
 
+# PNG's "up" filter alone instead of libpng's per-row trial of all five: ~40 % less encoding time
+# on photos, screenshots and heat maps alike, files ~5 % larger (measured on shared/data). OpenCV
+# before 4.11 has no filter option and keeps its default.
+_PNG_FILTER = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else []
+
+
 def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
     """Encode an image as PNG (level 1: results are for people, and encoding dominates small tasks)."""
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression), *_PNG_FILTER])
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
