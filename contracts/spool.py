@@ -6,9 +6,10 @@ would copy it through nats-server again (~1.5 ms of CPU per 350 KB). The spool k
 such a file, keyed by its Object Store path, so that read is a local file read; the reader drops
 the copy when it is done (a copy deleted within seconds usually never reaches the disk).
 
-The Object Store stays the source of truth: a file is spooled only after the store acknowledged
-it, a missing or evicted copy falls back to the store, and deleting the whole spool folder loses
-nothing.
+The Object Store stays the source of truth: a file is spooled while the store stores it and
+dropped again if the store refuses it (readers learn of a file from an event published only after
+the store acknowledged it), a missing or evicted copy falls back to the store, and deleting the
+whole spool folder loses nothing.
 
 Writes are atomic (temporary file, then rename), so a reader never sees half a file. The folder
 is bounded: past ``max_bytes`` the oldest copies are removed (copies nobody dropped: a task
