@@ -13,14 +13,6 @@ from contracts.spool import LocalSpool
 from tests.harness import NatsServer
 
 
-@pytest.fixture
-async def nc(nats_server):
-    client = await nats_layout.connect(nats_server.url, "test-files")
-    await nats_layout.declare_files_bucket(client.jetstream())
-    yield client
-    await client.drain()
-
-
 async def test_a_file_of_several_chunks_round_trips_and_nats_py_reads_it_too(nc):
     store = FileStore(nc)
     data = os.urandom(2 * 2**20 + 12345)  # three chunks of at most 1 MiB

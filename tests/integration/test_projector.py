@@ -33,14 +33,6 @@ async def _until(check, timeout=15.0):
     raise AssertionError("timed out")
 
 
-@pytest.fixture
-async def nc(nats_server):
-    client = await nats_layout.connect(nats_server.url, "test")
-    await nats_layout.declare_event_stream(client.jetstream())
-    yield client
-    await client.drain()
-
-
 async def test_replays_and_duplicates_change_nothing(nats_server, nc):
     js = nc.jetstream()
     settings = ProjectorSettings(nats_url=nats_server.url)
