@@ -9,14 +9,15 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response, delete, get, post, put
-from litestar.datastructures import UploadFile
-from litestar.exceptions import NotFoundException
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ClientException, NotFoundException
 
 from contracts.api import ErrorItem, ToolSettings, WebhookIn, WebhookOut
 from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
 from contracts.view import TaskList
 from services.gateway.backend import Backend
 from services.gateway.errors import InvalidRequest
+from services.gateway.formdata import FormPart, MalformedForm, parse_form
 from services.gateway.forms import validate_settings
 from services.gateway.settings import GatewaySettings
 from services.gateway.submissions import Upload, validate_submission
@@ -40,22 +41,33 @@ def healthz(backend: Backend) -> Response:
     return _raw(b'{"status":"unavailable","detail":"message broker unreachable"}', 503)
 
 
+async def _form_parts(request: Request) -> list[FormPart]:
+    """The submitted form's parts; a multipart body is read whole and parsed in memory."""
+    content_type, options = request.content_type
+    boundary = options.get("boundary")
+    if content_type == RequestEncodingType.MULTI_PART and boundary:
+        try:
+            return parse_form(await request.body(), boundary, max_parts=request.app.multipart_form_part_limit)
+        except MalformedForm:
+            raise ClientException(detail="Invalid multipart/form-data") from None
+    # URL-encoded fields (no files), or a multipart type without a boundary (Litestar says so).
+    form = await request.form()
+    return [FormPart(key, None, str(value)) for key, value in form.multi_items()]
+
+
 @post("/api/v1/match/{tool:str}")
 async def submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
     if tool not in _SUBMITTABLE:
         raise NotFoundException(detail=f"Unknown tool '{tool}'")
-    form = await request.form()
     fields: dict[str, Any] = {}
     uploads: dict[str, Upload | str | None] = {}
-    for key, value in form.multi_items():
-        if key in FILE_FIELDS[tool]:
-            if isinstance(value, UploadFile):
-                uploads[key] = Upload(field=key, filename=value.filename, data=await value.read())
-                await value.close()
-            else:
-                uploads[key] = value
+    for part in await _form_parts(request):
+        if part.name not in FILE_FIELDS[tool]:
+            fields[part.name] = part.value
+        elif part.filename is not None and isinstance(part.value, bytes):
+            uploads[part.name] = Upload(field=part.name, filename=part.filename, data=part.value)
         else:
-            fields[key] = value
+            uploads[part.name] = part.value
     defaults = await backend.tool_settings(tool)
     accepted = validate_submission(tool, fields, uploads, defaults, max_pixels=settings.max_image_pixels)
     data = await backend.submit(tool, accepted.params, accepted.files, accepted.images)
