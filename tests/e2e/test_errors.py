@@ -63,6 +63,16 @@ def test_not_an_image(api, pair):
     assert detail[0]["input"] == "notes.txt"
 
 
+def test_a_file_sent_without_a_file_name_is_not_taken_as_a_file(api, pair):
+    body = (b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + pair[0] + b"\r\n"
+            b'--b\r\nContent-Disposition: form-data; name="template"; filename="t.png"\r\n\r\n' + pair[1]
+            + b"\r\n--b--\r\n")
+    response = api.http.post(f"{api.base}/api/v1/match/template", data=body,
+                             headers={"Content-Type": "multipart/form-data; boundary=b"})
+    detail = _detail(response)
+    assert [(d["loc"], d["msg"]) for d in detail] == [(["body", "image"], "Expected an uploaded file")]
+
+
 def test_empty_file(api, pair):
     detail = _detail(api.submit_template(b"", pair[1]))
     assert detail[0]["loc"] == ["body", "image"]
