@@ -59,7 +59,12 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
         config, info = await self._declare(js)
-        self._next_seq = info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else 0
+        # Everything after the ack floor may be unprojected, even at floor 0: a projector killed
+        # before its first ack leaves events delivered but unacknowledged, which the server only
+        # redelivers after ack_wait, while newer ones arrive at once. Applied first, a newer one
+        # (a redelivered task's second TaskStarted) would hide the older TaskFinished for ever.
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        self._next_seq = max(floor + 1, info.config.opt_start_seq or 1)
         inbox: asyncio.Queue = asyncio.Queue()
 
         async def deliver(msg) -> None:

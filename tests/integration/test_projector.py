@@ -12,9 +12,10 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import names, nats_layout
 from contracts.events import TaskFinished, TaskStarted, TaskSubmitted, encode_event, subject_of
-from contracts.view import head_decoder, index_head_key, view_decoder
+from contracts.view import head_decoder, index_head_key, view_decoder, view_encoder
+from services.projector.apply import apply
 from services.projector.settings import ProjectorSettings
-from services.projector.worker import rebuild, serve
+from services.projector.worker import consumer_config, rebuild, serve
 
 
 async def _publish(js, event, msg_id: str | None = None):
@@ -155,6 +156,54 @@ async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(tmp_path):
             await js.consumer_info(names.EVENT_STREAM, "projector")
         info = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
         assert info.config.opt_start_seq == late_ack.seq
+    finally:
+        await client.drain()
+        server.stop()
+
+
+async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(tmp_path):
+    """Events delivered to a projector that died before acknowledging any come back only after
+    ack_wait, newer ones at once: the newer must not be applied before them. Here a redelivered
+    task's second TaskStarted would otherwise hide its TaskFinished, leaving it 'processing'."""
+    from tests.harness import NatsServer
+
+    server = NatsServer(tmp_path / "store").start()
+    client = await nats_layout.connect(server.url, "test")
+    try:
+        js = client.jetstream()
+        await nats_layout.declare_event_stream(js)
+        uid = str(uuid.uuid4())
+        submitted = TaskSubmitted(uid=uid, tool="template", params={}, input_files=[])
+        started = TaskStarted(uid=uid, tool="template", worker="w", attempt=1)
+        acks = [await _publish(js, e) for e in (submitted, started)]
+        await _publish(js, TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1}))
+        # The dead projector: all three delivered to it, none acknowledged, the view written as
+        # far as the second (what its own apply made of them).
+        await nats_layout.declare_consumer(js, consumer_config())
+        taken = asyncio.Queue()
+        sub = await client.subscribe(names.PROJECTOR_DELIVER_SUBJECT, cb=taken.put)
+        for _ in range(3):
+            await asyncio.wait_for(taken.get(), timeout=5)
+        await sub.unsubscribe()
+        view = apply(apply(None, submitted, acks[0].seq), started, acks[1].seq)
+        views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+        await views.create(uid, view_encoder.encode(view))
+        # The matcher's ack was lost too: the task is redelivered and started again.
+        await _publish(js, TaskStarted(uid=uid, tool="template", worker="w", attempt=2))
+
+        stop = asyncio.Event()
+        runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
+
+        async def ended():
+            current = view_decoder.decode((await views.get(uid)).value)
+            return current if current.status == "done" else None
+
+        try:
+            final = await _until(ended, timeout=10)  # well before the 60 s ack_wait
+        finally:
+            stop.set()
+            await runner
+        assert final.result_data == {"n": 1}
     finally:
         await client.drain()
         server.stop()
