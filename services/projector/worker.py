@@ -65,6 +65,14 @@ class Projector:
         # (a redelivered task's second TaskStarted) would hide the older TaskFinished for ever.
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         self._next_seq = max(floor + 1, info.config.opt_start_seq or 1)
+        # Those delivered to a dead projector come back only after ack_wait (60 s): project them
+        # now, from the stream (at most max_ack_pending events); their redelivery changes nothing.
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        if delivered >= self._next_seq:
+            events = await self._read_range(self._next_seq, delivered + 1)
+            for i in range(0, len(events), self._settings.batch):
+                await self._project_events(events[i:i + self._settings.batch])
+            self._next_seq = max(self._next_seq, delivered + 1)
         inbox: asyncio.Queue = asyncio.Queue()
 
         async def deliver(msg) -> None:
@@ -129,6 +137,13 @@ class Projector:
             # A delivery lost in transit (a reconnect): the AckAll below would acknowledge it
             # unseen, so read the missing events from the stream itself first.
             events = await self._read_range(self._next_seq, first) + events
+        await self._project_events(events)
+        await msgs[-1].ack()
+
+    async def _project_events(self, events: list[tuple[int, str, bytes]]) -> None:
+        """Fold (stream sequence, subject, data) events, in stream order, into views and index."""
+        if not events:
+            return
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
         for seq, subject, data in events:
             try:
@@ -139,7 +154,6 @@ class Projector:
             by_uid[event.uid].append((event, seq))
         await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")
         self._next_seq = max(self._next_seq, max(seq for seq, _, _ in events) + 1)
-        await msgs[-1].ack()
         log.debug("batch_projected", events=len(events), tasks=len(by_uid))
 
     async def _read_range(self, start: int, end: int) -> list[tuple[int, str, bytes]]:
