@@ -17,6 +17,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 
 from contracts import names, nats_layout
 from contracts.events import (
@@ -142,6 +143,12 @@ class Matcher:
 
     async def _process(self, msg: Msg, event: TaskSubmitted, attempt: int) -> None:
         settings = self._settings
+        if attempt > 1 and await self._already_finished(event):
+            # Its end is stored, only the ack was lost (a broker restart): nothing to run again,
+            # and re-storing its results would race readers of the ones it has.
+            await msg.ack_sync()
+            log.info("task_already_finished")
+            return
         if attempt > settings.max_attempts:
             await self._finish(msg, event, TaskFinished(
                 uid=event.uid, tool=event.tool, status="error",
@@ -203,6 +210,17 @@ class Matcher:
             result_data=outcome.result_data, error=outcome.error,
         ), inputs_ms=round((t1 - t0) * 1000, 1), run_ms=round((t2 - t1) * 1000, 1),
             store_ms=round((time.perf_counter() - t2) * 1000, 1))
+
+    async def _already_finished(self, event: TaskSubmitted) -> bool:
+        subject = names.event_subject(names.KIND_FINISHED, event.tool, event.uid)
+        try:
+            await self._js.get_msg(names.EVENT_STREAM, subject=subject, direct=True)
+        except NotFoundError:
+            return False
+        except Exception:  # cannot tell: run it again, as at-least-once delivery allows
+            log.warning("finished_check_failed", exc_info=True)
+            return False
+        return True
 
     async def _with_heartbeat(self, msg: Msg, work):
         """Await ``work`` while telling the server the task is alive, so it is not redelivered."""
