@@ -14,3 +14,18 @@ async def nc(nats_server):
     await nats_layout.declare_files_bucket(client.jetstream())
     yield client
     await client.drain()
+
+
+@pytest.fixture
+async def private_nats(tmp_path):
+    """A nats-server of the test's own (no other test sees its streams) and a client of it."""
+    from tests.harness import NatsServer
+
+    server = NatsServer(tmp_path / "store").start()
+    client = await nats_layout.connect(server.url, "test-private")
+    try:
+        await nats_layout.declare_event_stream(client.jetstream())
+        yield server, client
+    finally:
+        await client.drain()
+        server.stop()

@@ -11,44 +11,37 @@ from contracts import names, nats_layout
 from contracts.events import TaskFinished, TaskSubmitted, encode_event, message_id_of, subject_of
 from services.matcher.settings import MatcherSettings
 from services.matcher.worker import consumer_config, serve
-from tests.harness import NatsServer
 
 
-async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_rerun(tmp_path):
-    server = NatsServer(tmp_path / "store").start()
-    client = await nats_layout.connect(server.url, "test-matcher")
+async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_rerun(private_nats):
+    server, client = private_nats
+    js = client.jetstream()
+    settings = MatcherSettings(nats_url=server.url, workers=1, ack_wait=1.0, name="test")
+    uid = str(uuid.uuid4())
+    for event in (TaskSubmitted(uid=uid, tool="template", params={}, input_files=[f"uploads/{uid}/gone.png"]),
+                  TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1})):
+        await js.publish(subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)})
+    # The first delivery went to a matcher that finished the task, but its ack was lost.
+    await nats_layout.declare_consumer(js, consumer_config(settings))
+    first = await js.pull_subscribe_bind(durable=names.MATCHER_CONSUMER, stream=names.EVENT_STREAM)
+    (taken,) = await first.fetch(1, timeout=5)
+    assert taken.metadata.num_delivered == 1
+    await first.unsubscribe()
+
+    stop = asyncio.Event()
+    runner = asyncio.create_task(serve(settings, stop))
     try:
-        js = client.jetstream()
-        await nats_layout.declare_event_stream(js)
-        settings = MatcherSettings(nats_url=server.url, workers=1, ack_wait=1.0, name="test")
-        uid = str(uuid.uuid4())
-        for event in (TaskSubmitted(uid=uid, tool="template", params={}, input_files=[f"uploads/{uid}/gone.png"]),
-                      TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1})):
-            await js.publish(subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)})
-        # The first delivery went to a matcher that finished the task, but its ack was lost.
-        await nats_layout.declare_consumer(js, consumer_config(settings))
-        first = await js.pull_subscribe_bind(durable=names.MATCHER_CONSUMER, stream=names.EVENT_STREAM)
-        (taken,) = await first.fetch(1, timeout=5)
-        assert taken.metadata.num_delivered == 1
-        await first.unsubscribe()
-
-        stop = asyncio.Event()
-        runner = asyncio.create_task(serve(settings, stop))
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            while True:  # redelivered after ack_wait, then acknowledged
-                info = await js.consumer_info(names.EVENT_STREAM, names.MATCHER_CONSUMER)
-                if info.delivered.stream_seq and info.num_ack_pending == 0 and info.num_redelivered == 0 \
-                        and info.ack_floor.stream_seq >= taken.metadata.sequence.stream:
-                    break
-                assert loop.time() < deadline, info
-                await asyncio.sleep(0.1)
-        finally:
-            stop.set()
-            await runner
-        events = await nats_layout.direct_get_batch(client, names.EVENT_STREAM, names.task_filter(uid), 100)
-        assert [msgspec.json.decode(m.data)["type"] for m in events] == ["task.submitted", "task.finished"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while True:  # redelivered after ack_wait, then acknowledged
+            info = await js.consumer_info(names.EVENT_STREAM, names.MATCHER_CONSUMER)
+            if info.delivered.stream_seq and info.num_ack_pending == 0 and info.num_redelivered == 0 \
+                    and info.ack_floor.stream_seq >= taken.metadata.sequence.stream:
+                break
+            assert loop.time() < deadline, info
+            await asyncio.sleep(0.1)
     finally:
-        await client.drain()
-        server.stop()
+        stop.set()
+        await runner
+    events = await nats_layout.direct_get_batch(client, names.EVENT_STREAM, names.task_filter(uid), 100)
+    assert [msgspec.json.decode(m.data)["type"] for m in events] == ["task.submitted", "task.finished"]

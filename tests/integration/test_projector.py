@@ -118,94 +118,79 @@ async def test_events_lost_in_transit_are_read_from_the_stream_before_the_ack(na
     assert projector._next_seq == acks[-1].seq + 1
 
 
-async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(tmp_path):
-    from tests.harness import NatsServer
+async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(private_nats):
+    server, client = private_nats
+    js = client.jetstream()
+    early, late = str(uuid.uuid4()), str(uuid.uuid4())
+    await _publish(js, TaskSubmitted(uid=early, tool="template", params={}, input_files=[]))
+    # An earlier projector's pull consumer, which had projected that first event.
+    await js.add_consumer(names.EVENT_STREAM, js_api.ConsumerConfig(
+        durable_name="projector", filter_subject=names.EVENT_SUBJECTS, ack_policy=js_api.AckPolicy.ALL))
+    old = await js.pull_subscribe_bind(durable="projector", stream=names.EVENT_STREAM)
+    (msg,) = await old.fetch(1, timeout=5)
+    await msg.ack_sync()
+    await old.unsubscribe()
+    late_ack = await _publish(js, TaskSubmitted(uid=late, tool="template", params={}, input_files=[]))
 
-    server = NatsServer(tmp_path / "store").start()
-    client = await nats_layout.connect(server.url, "test")
-    try:
-        js = client.jetstream()
-        await nats_layout.declare_event_stream(js)
-        early, late = str(uuid.uuid4()), str(uuid.uuid4())
-        await _publish(js, TaskSubmitted(uid=early, tool="template", params={}, input_files=[]))
-        # An earlier projector's pull consumer, which had projected that first event.
-        await js.add_consumer(names.EVENT_STREAM, js_api.ConsumerConfig(
-            durable_name="projector", filter_subject=names.EVENT_SUBJECTS, ack_policy=js_api.AckPolicy.ALL))
-        old = await js.pull_subscribe_bind(durable="projector", stream=names.EVENT_STREAM)
-        (msg,) = await old.fetch(1, timeout=5)
-        await msg.ack_sync()
-        await old.unsubscribe()
-        late_ack = await _publish(js, TaskSubmitted(uid=late, tool="template", params={}, input_files=[]))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
+    views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
 
-        stop = asyncio.Event()
-        runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
-        views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+    async def projected():
+        try:
+            return await views.get(late)
+        except KeyNotFoundError:
+            return None
 
-        async def projected():
-            try:
-                return await views.get(late)
-            except KeyNotFoundError:
-                return None
+    await _until(projected)
+    stop.set()
+    await runner
+    with pytest.raises(KeyNotFoundError):
+        await views.get(early)  # not replayed: the old consumer had acknowledged it
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(names.EVENT_STREAM, "projector")
+    info = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+    assert info.config.opt_start_seq == late_ack.seq
 
-        await _until(projected)
-        stop.set()
-        await runner
-        with pytest.raises(KeyNotFoundError):
-            await views.get(early)  # not replayed: the old consumer had acknowledged it
-        with pytest.raises(NotFoundError):
-            await js.consumer_info(names.EVENT_STREAM, "projector")
-        info = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
-        assert info.config.opt_start_seq == late_ack.seq
-    finally:
-        await client.drain()
-        server.stop()
 
 
 @pytest.mark.parametrize("started_again", [True, False])
-async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(tmp_path, started_again):
+async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(private_nats, started_again):
     """Events delivered to a projector that died before acknowledging any come back only after
     ack_wait (60 s), newer ones at once. The newer must not be applied before them: a redelivered
     task's second TaskStarted would hide its TaskFinished, leaving it 'processing' for good. And
     with nothing newer, the view must not wait for the redelivery either."""
-    from tests.harness import NatsServer
+    server, client = private_nats
+    js = client.jetstream()
+    uid = str(uuid.uuid4())
+    submitted = TaskSubmitted(uid=uid, tool="template", params={}, input_files=[])
+    started = TaskStarted(uid=uid, tool="template", worker="w", attempt=1)
+    acks = [await _publish(js, e) for e in (submitted, started)]
+    await _publish(js, TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1}))
+    # The dead projector: all three delivered to it, none acknowledged, the view written as
+    # far as the second (what its own apply made of them).
+    await nats_layout.declare_consumer(js, consumer_config())
+    taken = asyncio.Queue()
+    sub = await client.subscribe(names.PROJECTOR_DELIVER_SUBJECT, cb=taken.put)
+    for _ in range(3):
+        await asyncio.wait_for(taken.get(), timeout=5)
+    await sub.unsubscribe()
+    view = apply(apply(None, submitted, acks[0].seq), started, acks[1].seq)
+    views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+    await views.create(uid, view_encoder.encode(view))
+    if started_again:  # the matcher's ack was lost too: the task is redelivered and started again
+        await _publish(js, TaskStarted(uid=uid, tool="template", worker="w", attempt=2))
 
-    server = NatsServer(tmp_path / "store").start()
-    client = await nats_layout.connect(server.url, "test")
+    stop = asyncio.Event()
+    runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
+
+    async def ended():
+        current = view_decoder.decode((await views.get(uid)).value)
+        return current if current.status == "done" else None
+
     try:
-        js = client.jetstream()
-        await nats_layout.declare_event_stream(js)
-        uid = str(uuid.uuid4())
-        submitted = TaskSubmitted(uid=uid, tool="template", params={}, input_files=[])
-        started = TaskStarted(uid=uid, tool="template", worker="w", attempt=1)
-        acks = [await _publish(js, e) for e in (submitted, started)]
-        await _publish(js, TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1}))
-        # The dead projector: all three delivered to it, none acknowledged, the view written as
-        # far as the second (what its own apply made of them).
-        await nats_layout.declare_consumer(js, consumer_config())
-        taken = asyncio.Queue()
-        sub = await client.subscribe(names.PROJECTOR_DELIVER_SUBJECT, cb=taken.put)
-        for _ in range(3):
-            await asyncio.wait_for(taken.get(), timeout=5)
-        await sub.unsubscribe()
-        view = apply(apply(None, submitted, acks[0].seq), started, acks[1].seq)
-        views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
-        await views.create(uid, view_encoder.encode(view))
-        if started_again:  # the matcher's ack was lost too: the task is redelivered and started again
-            await _publish(js, TaskStarted(uid=uid, tool="template", worker="w", attempt=2))
-
-        stop = asyncio.Event()
-        runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
-
-        async def ended():
-            current = view_decoder.decode((await views.get(uid)).value)
-            return current if current.status == "done" else None
-
-        try:
-            final = await _until(ended, timeout=10)  # well before the 60 s ack_wait
-        finally:
-            stop.set()
-            await runner
-        assert final.result_data == {"n": 1}
+        final = await _until(ended, timeout=10)  # well before the 60 s ack_wait
     finally:
-        await client.drain()
-        server.stop()
+        stop.set()
+        await runner
+    assert final.result_data == {"n": 1}
