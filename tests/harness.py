@@ -3,13 +3,14 @@ own services started the way users start them (``aerovision up`` or one service 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import requests
 
@@ -30,6 +31,20 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
         if last:
             return last
         time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.02,
+                     what: str = "condition") -> Any:
+    """``wait_for`` for coroutines: await ``check`` until it returns something truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = None
+    while loop.time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 

@@ -11,6 +11,7 @@ from contracts import names, nats_layout
 from contracts.events import TaskFinished, TaskSubmitted, encode_event, message_id_of, subject_of
 from services.matcher.settings import MatcherSettings
 from services.matcher.worker import consumer_config, serve
+from tests.harness import wait_until
 
 
 async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_rerun(private_nats):
@@ -30,16 +31,13 @@ async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_reru
 
     stop = asyncio.Event()
     runner = asyncio.create_task(serve(settings, stop))
+    async def acknowledged():  # redelivered after ack_wait, then acknowledged
+        info = await js.consumer_info(names.EVENT_STREAM, names.MATCHER_CONSUMER)
+        return (info.num_ack_pending == 0 and info.num_redelivered == 0
+                and info.ack_floor.stream_seq >= taken.metadata.sequence.stream)
+
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while True:  # redelivered after ack_wait, then acknowledged
-            info = await js.consumer_info(names.EVENT_STREAM, names.MATCHER_CONSUMER)
-            if info.delivered.stream_seq and info.num_ack_pending == 0 and info.num_redelivered == 0 \
-                    and info.ack_floor.stream_seq >= taken.metadata.sequence.stream:
-                break
-            assert loop.time() < deadline, info
-            await asyncio.sleep(0.1)
+        await wait_until(acknowledged, timeout=20, what="the redelivery to be acknowledged")
     finally:
         stop.set()
         await runner

@@ -16,22 +16,12 @@ from contracts.view import head_decoder, index_head_key, view_decoder, view_enco
 from services.projector.apply import apply
 from services.projector.settings import ProjectorSettings
 from services.projector.worker import consumer_config, rebuild, serve
+from tests.harness import wait_until
 
 
 async def _publish(js, event, msg_id: str | None = None):
     headers = {"Nats-Msg-Id": msg_id} if msg_id else None
     return await js.publish(subject_of(event), encode_event(event), headers=headers)
-
-
-async def _until(check, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 async def test_replays_and_duplicates_change_nothing(nats_server, nc):
@@ -66,7 +56,7 @@ async def test_replays_and_duplicates_change_nothing(nats_server, nc):
             return None
         return v if v and info.num_pending == 0 and info.num_ack_pending == 0 else None
 
-    first = await _until(settled)
+    first = await wait_until(settled)
     assert first.status == "done" and first.result_data == {"matches_found": 2} and first.attempts == 1
     count = head_decoder.decode((await index.get(index_head_key("all"))).value).count
     assert count == 1  # submitted twice, listed once
@@ -79,7 +69,7 @@ async def test_replays_and_duplicates_change_nothing(nats_server, nc):
     runner = asyncio.create_task(serve(settings, stop))
     views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
     index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET)
-    again = await _until(settled)
+    again = await wait_until(settled)
     stop.set()
     await runner
     assert msgspec.structs.asdict(again) == msgspec.structs.asdict(first)
@@ -142,7 +132,7 @@ async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(private_na
         except KeyNotFoundError:
             return None
 
-    await _until(projected)
+    await wait_until(projected)
     stop.set()
     await runner
     with pytest.raises(KeyNotFoundError):
@@ -189,7 +179,7 @@ async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(pri
         return current if current.status == "done" else None
 
     try:
-        final = await _until(ended, timeout=10)  # well before the 60 s ack_wait
+        final = await wait_until(ended, timeout=10)  # well before the 60 s ack_wait
     finally:
         stop.set()
         await runner
