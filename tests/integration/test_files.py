@@ -7,10 +7,9 @@ import os
 import pytest
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
-from contracts import names, nats_layout
+from contracts import names
 from contracts.objects import FileStore, FileStoreError
 from contracts.spool import LocalSpool
-from tests.harness import NatsServer
 
 
 async def test_a_file_of_several_chunks_round_trips_and_nats_py_reads_it_too(nc):
@@ -56,18 +55,11 @@ async def test_the_local_copy_is_read_first_and_dropped_on_request(nc, tmp_path)
     assert await reader.get("uploads/t4/image.png") == b"upload"  # from the store
 
 
-async def test_a_put_the_store_refuses_leaves_no_local_copy(tmp_path):
-    server = NatsServer(tmp_path / "store").start()  # no files bucket on this one
-    try:
-        client = await nats_layout.connect(server.url, "test-files-refused")
-        try:
-            spool = LocalSpool(tmp_path / "spool", 2**20)
-            with pytest.raises(NoStreamResponseError):
-                await FileStore(client, spool).put("uploads/t5/image.png", b"upload", local_copy=True)
-            assert spool.read("uploads/t5/image.png") is None
-            with pytest.raises(NotFoundError):
-                await client.jetstream().stream_info(f"OBJ_{names.FILES_BUCKET}")
-        finally:
-            await client.drain()
-    finally:
-        server.stop()
+async def test_a_put_the_store_refuses_leaves_no_local_copy(private_nats, tmp_path):
+    _, client = private_nats  # no files bucket on this one
+    spool = LocalSpool(tmp_path / "spool", 2**20)
+    with pytest.raises(NoStreamResponseError):
+        await FileStore(client, spool).put("uploads/t5/image.png", b"upload", local_copy=True)
+    assert spool.read("uploads/t5/image.png") is None
+    with pytest.raises(NotFoundError):
+        await client.jetstream().stream_info(f"OBJ_{names.FILES_BUCKET}")

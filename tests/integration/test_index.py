@@ -64,16 +64,14 @@ async def test_a_head_written_before_it_kept_the_tail_is_continued(kv):
     assert await _page(kv, "all", 0) == uids[:INDEX_PAGE_SIZE]
 
 
-async def test_the_gateway_lists_from_an_older_head_too(tmp_path):
+async def test_the_gateway_lists_from_an_older_head_too(private_nats):
     """A head without the tail (written before it was kept there): the page is read as a key."""
     from contracts import names
     from contracts.events import TaskSubmitted, encode_event, subject_of
     from services.gateway.backend import Backend
     from services.gateway.settings import GatewaySettings
-    from tests.harness import NatsServer
 
-    server = NatsServer(tmp_path / "store").start()  # its own stream: no other test sees these
-    client = await nats_layout.connect(server.url, "test-index-gateway")
+    server, client = private_nats  # its own stream: no other test sees these
     backend = Backend(client, GatewaySettings(nats_url=server.url))
     try:
         await backend.start()
@@ -90,5 +88,3 @@ async def test_the_gateway_lists_from_an_older_head_too(tmp_path):
         assert [msgspec.json.decode(v)["uid"] for v in views] == uids[::-1][:2]
     finally:
         await backend.close()
-        await client.drain()
-        server.stop()

@@ -8,7 +8,7 @@ import uuid
 import msgspec
 
 from contracts import names, nats_layout
-from contracts.events import TaskFinished, TaskSubmitted, encode_event, message_id_of, subject_of
+from contracts.events import TaskFinished, TaskSubmitted
 from services.matcher.settings import MatcherSettings
 from services.matcher.worker import consumer_config, serve
 from tests.harness import wait_until
@@ -21,7 +21,7 @@ async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_reru
     uid = str(uuid.uuid4())
     for event in (TaskSubmitted(uid=uid, tool="template", params={}, input_files=[f"uploads/{uid}/gone.png"]),
                   TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1})):
-        await js.publish(subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)})
+        await nats_layout.publish_event(js, event)
     # The first delivery went to a matcher that finished the task, but its ack was lost.
     await nats_layout.declare_consumer(js, consumer_config(settings))
     first = await js.pull_subscribe_bind(durable=names.MATCHER_CONSUMER, stream=names.EVENT_STREAM)
