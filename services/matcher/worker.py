@@ -136,7 +136,9 @@ class Matcher:
 
     async def _finish(self, msg: Msg, event: TaskSubmitted, finished: TaskFinished, **timings: float) -> None:
         await self.publish(finished)
-        await msg.ack_sync()
+        # A plain ack, not a confirmed one: if it is lost, the redelivery finds the TaskFinished
+        # stored above and is only acknowledged (see _process), so the round trip buys nothing.
+        await msg.ack()
         for path in event.input_files:  # the task is over: no attempt will read them again
             self._files.drop_local_copy(path)
         log.info("task_finished", status=finished.status, error=finished.error, **timings)
@@ -146,7 +148,7 @@ class Matcher:
         if attempt > 1 and await self._already_finished(event):
             # Its end is stored, only the ack was lost (a broker restart): nothing to run again,
             # and re-storing its results would race readers of the ones it has.
-            await msg.ack_sync()
+            await msg.ack()
             log.info("task_already_finished")
             return
         if attempt > settings.max_attempts:
