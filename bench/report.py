@@ -46,6 +46,11 @@ def render(res: dict[str, Any]) -> str:
         f"Client: {res.get('client_used')}, poll {_f(1000 * res.get('config', {}).get('poll_s', 0.01), 0)} ms.",
         "=" * 100,
     ]
+    if m.get("free_page_reporting"):
+        lines[-1:-1] = [
+            "This VM hands freed memory back to its host (virtio-balloon free page reporting): a page the store",
+            "takes anew may have to be faulted in by the host, a cost the limit (which stores nothing) does not pay.",
+        ]
     goals: list[tuple[str, str, str]] = []
 
     wls = res.get("workloads") or {}
@@ -65,6 +70,8 @@ def render(res: dict[str, Any]) -> str:
                                                          f"{_f(wls[n]['service']['c1']['submit_p50_ms'])}" for n in names]])
         rows.append(["  GET polls per task (c=16 / c=1)", *[f"{_f(wls[n]['service']['c16']['polls_per_task'])} / "
                                                          f"{_f(wls[n]['service']['c1']['polls_per_task'])}" for n in names]])
+        rows.append(["  stored per task MB (the store's growth, c=16)",
+                     *[_f(wls[n]["service"]["c16"].get("stored_mb_per_task"), 2) for n in names]])
         rows.append(["in-process compute p50 ms (one task alone)", *[_f(wls[n]["serial_p50_ms"]) for n in names]])
         rows.append(["  in-process compute p50 ms (in the 2-proc pool)", *[_f(wls[n]["limit"]["compute_p50_ms"]) for n in names]])
         rows.append(["latency overhead c=1 p50 ms", *[_f(wls[n]["overhead_p50_ms"]) for n in names]])

@@ -28,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import listbench, procs, profile, statusload
+from bench import listbench, machine, procs, profile, statusload
 from bench.limit import LimitPool
 from bench.report import render
 from bench.stats import median, ms, pct
@@ -93,6 +93,8 @@ def service_run(system: UpSystem, workload: str, n: int, concurrency: int, *, ki
         client.kill()
         raise RuntimeError("the load client did not start")
     services = system.services(refresh=True)
+    store = system.data / "jetstream"
+    stored_before = machine.tree_bytes(store)
     before = procs.snapshot(services)
     sampler = RssSampler(services) if sample_rss else None
     client.stdin.write("go\n")
@@ -103,11 +105,13 @@ def service_run(system: UpSystem, workload: str, n: int, concurrency: int, *, ki
     line = client.stdout.readline()
     time.sleep(settle)  # acks, the notifier's tail
     after = procs.snapshot(services)
+    stored = machine.tree_bytes(store) - stored_before
     client.wait(timeout=60)
     if not line:
         raise RuntimeError(f"the load client died (exit {client.returncode}); system log:\n{system.log_tail()}")
     result = json.loads(line)
     result["cpu"] = procs.cpu_delta(before, after)
+    result["stored_bytes"] = stored
     result["rss_before"], result["rss_after"] = before.rss, after.rss
     if sampler:
         result["rss_samples"] = sampler.stop()
@@ -160,6 +164,7 @@ def summarise_service(r: dict[str, Any]) -> dict[str, Any]:
         "cpu_ms_per_task": cpu, "failures": r["failures"], "failure_examples": r["failure_examples"],
         "restarted": [k for k, d in r["cpu"].items() if d.get("restarted")],
         "redelivered": r.get("redelivered", 0), "slow": r.get("slow", []),
+        "stored_mb_per_task": r["stored_bytes"] / r["n"] / 1e6 if "stored_bytes" in r else float("nan"),
     }
 
 
@@ -271,7 +276,8 @@ def run_throughput(system: UpSystem, pool: LimitPool, name: str, wcfg: dict[str,
                   "cpu_ms_per_task": median(limit_cpu), "compute_p50_ms": median(limit_lat),
                   "failures": sum(r["failures"] for r in raw["limit"])},
         "service": {"tasks_per_s": median(p["service_tasks_per_s"] for p in pairs),
-                    "c16": {k: median(s[k] for s in s16s) for k in ("p50_ms", "p95_ms", "p99_ms", "submit_p50_ms", "polls_per_task")},
+                    "c16": {k: median(s[k] for s in s16s)
+                            for k in ("p50_ms", "p95_ms", "p99_ms", "submit_p50_ms", "polls_per_task", "stored_mb_per_task")},
                     "c1": {k: median(s[k] for s in s1s) for k in ("p50_ms", "p95_ms", "p99_ms", "submit_p50_ms", "polls_per_task")},
                     "cpu_ms_per_task": {role: median(s["cpu_ms_per_task"].get(role, float("nan")) for s in s16s)
                                         for role in roles},
@@ -482,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {
         "mode": mode, "started": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "free_page_reporting": machine.free_page_reporting(),
                     "loadavg_start": os.getloadavg()},
         "config": {**cfg, "long": long_tasks, "list_tasks": list_tasks, "poll_s": args.poll, "workloads_run": names,
                    "sections": sorted(sections), "profile": do_profile},
