@@ -18,12 +18,12 @@ _BALLOON_DEVICE_ID = 0x0005
 _F_REPORTING = 5  # VIRTIO_BALLOON_F_REPORTING, a bit of the device's feature string
 
 
-def free_page_reporting() -> bool | None:
+def free_page_reporting(devices: Path = _VIRTIO) -> bool | None:
     """True when a virtio balloon reports freed guest memory to the host; None when unknown."""
-    if not _VIRTIO.is_dir():
+    if not devices.is_dir():
         return None
     try:
-        for dev in _VIRTIO.iterdir():
+        for dev in sorted(devices.iterdir()):
             if int((dev / "device").read_text().strip(), 16) != _BALLOON_DEVICE_ID:
                 continue
             features = (dev / "features").read_text().strip()
