@@ -3,9 +3,9 @@
 The service keeps what it is given and what it makes (uploads and result images, ~0.9 MB per
 small task); the limit keeps nothing. Where fresh memory is expensive that difference is a cost of
 its own: on a VM whose balloon device reports free pages to the host, memory the guest freed is
-handed back, and every page the page cache then takes anew is faulted in by the hypervisor (on
-the machine of bench/README.md, writing new file data cost 0.10 ms of CPU per 350 KB while it
-fitted in memory the guest still held, 0.6-0.9 ms past that).
+handed back, and a page the page cache takes anew may have to be faulted in by the host again.
+On the machine of bench/README.md, writing 350 KB of new file data cost 0.10 ms of CPU while it
+fitted in memory the guest still held, and past that 0.6-0.9 ms one day, 0.27 ms another.
 """
 
 from __future__ import annotations
