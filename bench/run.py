@@ -373,7 +373,9 @@ def run_memory(system: UpSystem, tasks: int, kind: str, poll: float) -> dict[str
     for role in ("gateway", "matcher", "projector", "nats-server"):
         start, mid, end = r["rss_before"].get(role, nan), at(0.5, role), r["rss_after"].get(role, nan)
         out[role] = {"start_mb": start, "mid_mb": mid, "end_mb": end,
-                     "max_mb": max((x.get(role, 0.0) for x in samples), default=nan),
+                     # The samples run between the two snapshots: the largest of all of them.
+                     "max_mb": max((v for v in (start, end, *(x.get(role, nan) for x in samples))
+                                    if not math.isnan(v)), default=nan),
                      "growth_pct": 100.0 * (end - start) / start if start and not math.isnan(start) else nan}
     return out
 
@@ -460,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--status-tool", choices=("auto", "wrk", "aiohttp"), default="auto")
     p.add_argument("--status-connections", type=int, default=16)
     p.add_argument("--list-tasks", type=int, default=None, help="tasks seeded for the list figure")
+    p.add_argument("--tasks", type=int, default=None,
+                   help="tasks per c=16 run of every workload (c=1 runs: a fifth of it); a smoke run uses a few")
     p.add_argument("--log-level", default=None, help="AEROVISION_LOG_LEVEL of the services (default: theirs, INFO)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--keep", action="store_true", help="keep the temporary data folders")
@@ -471,6 +475,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = json.loads(json.dumps(MODES[mode]))
     if args.reps:
         cfg["reps"] = args.reps
+    if args.tasks:
+        for wcfg in cfg["workloads"].values():
+            wcfg["n"], wcfg["n1"] = args.tasks, max(C1_BLOCKS, args.tasks // 5)
     long_tasks = 10_000 if args.soak else (args.long or cfg["long"])
     list_tasks = args.list_tasks or cfg["list_tasks"]
     sections = set((args.only or args.sections).split(","))
