@@ -27,6 +27,7 @@ JSON = "application/json"
 UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _UUID = re.compile(f"^{UUID_PATTERN}$")
 _SUBMITTABLE = ("template",)
+_DOCUMENTED_TOOLS = (*PARAMS_BY_TOOL, "chain")  # every tool the API describes
 mimetypes.add_type("application/octet-stream", ".ply")
 
 
@@ -58,7 +59,9 @@ async def _form_parts(request: Request) -> list[FormPart]:
 @post("/api/v1/match/{tool:str}")
 async def submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
     if tool not in _SUBMITTABLE:
-        raise NotFoundException(detail=f"Unknown tool '{tool}'")
+        # A tool the API documents but no matcher runs yet says so, rather than "unknown".
+        raise NotFoundException(detail=f"The '{tool}' tool is not available on this server yet"
+                                if tool in _DOCUMENTED_TOOLS else f"Unknown tool '{tool}'")
     fields: dict[str, Any] = {}
     uploads: dict[str, Upload | str | None] = {}
     for part in await _form_parts(request):
@@ -96,7 +99,7 @@ async def list_tasks(request: Request, backend: Backend) -> Response:
     errors = [e for e in (e1, e2) if e is not None]
     tool = request.query_params.get("tool") or None
     status = request.query_params.get("status") or None
-    if tool is not None and tool not in (*PARAMS_BY_TOOL, "chain"):
+    if tool is not None and tool not in _DOCUMENTED_TOOLS:
         errors.append(ErrorItem("enum", ["query", "tool"], "Input should be 'template', 'feature', 'surface' or 'chain'", tool))
     if status is not None:
         errors.append(ErrorItem("value_error", ["query", "status"], "Filtering by status is not supported yet", status))

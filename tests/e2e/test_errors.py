@@ -109,7 +109,10 @@ def test_unknown_task_file_tool_webhook(api):
     assert _detail(api.http.get(f"{api.base}/uploads/../../etc/passwd"), 404)
     assert _detail(api.http.get(f"{api.base}/api/v1/settings/teleport"), 404) == "Unknown tool 'teleport'"
     assert _detail(api.http.delete(f"{api.base}/api/v1/webhooks/wh_nope"), 404) == "Webhook not found"
-    assert api.http.post(f"{api.base}/api/v1/match/teleport", files={"image": b"x"}).status_code == 404
+    assert _detail(api.http.post(f"{api.base}/api/v1/match/teleport", files={"image": b"x"}), 404) == "Unknown tool 'teleport'"
+    for documented in ("feature", "surface", "chain"):
+        assert _detail(api.http.post(f"{api.base}/api/v1/match/{documented}", files={"image": b"x"}), 404) \
+            == f"The '{documented}' tool is not available on this server yet"
 
 
 @pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 201}, {"offset": -1}, {"limit": "ten"}, {"tool": "paint"}])
