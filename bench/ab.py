@@ -20,21 +20,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.run import HERE, log, service_run, summarise_service
+from bench.run import HERE, log, service_run, summarise_service, warm_system
 from bench.stats import median
-from bench.system import ROOT, UpSystem
+from bench.system import ROOT
 
 _ROLES = ("gateway", "matcher (main)", "matcher workers", "projector", "notifier", "nats-server", "client")
 
 
 def one_run(source: Path | None, workdir: Path, n: int, concurrency: int) -> dict[str, Any]:
-    system = UpSystem(workdir, source=source).start()
-    try:
-        service_run(system, "small", 40, 8, kind="raw", poll=0.01)  # workers import OpenCV on first use
+    with warm_system(workdir, source) as system:
         s = summarise_service(service_run(system, "small", n, concurrency, kind="raw", poll=0.01))
-    finally:
-        system.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return {"tasks_per_s": s["tasks_per_s"], "p50_ms": s["p50_ms"], "failures": s["failures"],
             **{role: s["cpu_ms_per_task"].get(role, float("nan")) for role in _ROLES}}
 

@@ -11,12 +11,10 @@ that grows with the stored data shows as a trend (on this machine: nats-server's
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
-from bench.run import HERE, log, service_run, summarise_service
-from bench.system import UpSystem
+from bench.run import HERE, service_run, summarise_service, warm_system
 
 _ROLES = ("nats-server", "gateway", "matcher (main)", "matcher workers", "projector")
 
@@ -39,9 +37,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args.data_root.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="growth-", dir=args.data_root))
-    system = UpSystem(root).start()
-    try:
-        service_run(system, "small", 40, 8, kind="raw", poll=0.01)  # workers import OpenCV on first use
+    with warm_system(root) as system:
         print(f"{'batch':>5s} {'stored':>7s} {'tasks/s':>8s} " + " ".join(f"{r:>16s}" for r in _ROLES)
               + f" {'dirty MB':>9s} {'writeback MB':>13s}")
         for batch in range(args.batches):
@@ -50,10 +46,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{batch:5d} {(batch + 1) * args.n:7d} {s['tasks_per_s']:8.1f} "
                   + " ".join(f"{cpu.get(r, float('nan')):16.2f}" for r in _ROLES)
                   + f" {mem.get('Dirty', 0):9d} {mem.get('Writeback', 0):13d}", flush=True)
-    finally:
-        log("stopping")
-        system.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import math
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -118,6 +119,19 @@ def service_run(system: UpSystem, workload: str, n: int, concurrency: int, *, ki
     if hook is not None:
         result["profile"] = profile.finish(hook)
     return result
+
+
+@contextlib.contextmanager
+def warm_system(workdir: Path, source: Path | None = None) -> Iterator[UpSystem]:
+    """``aerovision up`` (from ``source``, another checkout, if given) with its workers warm; on
+    leaving, stopped and its folder removed (bench/ab.py and bench/growth.py measure on it)."""
+    system = UpSystem(workdir, source=source).start()
+    try:
+        service_run(system, "small", 40, 8, kind="raw", poll=0.01)  # workers import OpenCV on first use
+        yield system
+    finally:
+        system.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 DISTURBANCES: list[dict[str, Any]] = []  # runs measured again because the system misbehaved
