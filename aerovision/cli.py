@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from aerovision import logs
-from contracts.process import tune_allocator
+from infra.process import tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
 
 
 def _prepare(service: str) -> None:
-    """What every service process does first: its logs, and the allocator (contracts/process.py)."""
+    """What every service process does first: its logs, and the allocator (infra/process.py)."""
     logs.configure(service)
     tune_allocator()
 
@@ -86,7 +86,7 @@ def run_matcher() -> None:
 
 
 def run_projector(rebuild: bool = False) -> None:
-    from contracts import nats_layout
+    from infra import nats_layout
     from services.projector.settings import ProjectorSettings
     from services.projector.worker import rebuild as drop_projection
     from services.projector.worker import serve

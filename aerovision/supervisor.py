@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 
 from aerovision import logs, natsserver
-from contracts.process import die_with_parent  # SIGTERM: a killed supervisor leaves no stray services
+from infra.process import die_with_parent  # SIGTERM: a killed supervisor leaves no stray services
 
 log = structlog.get_logger("supervisor")
 
@@ -82,7 +82,7 @@ def run_all(port: int, data: Path, matchers: int = 1) -> int:
         url = f"nats://127.0.0.1:{nats_port}"
         log.info("nats_server_started", url=url, store=str(data / "jetstream"))
     env = {**os.environ, "NATS_URL": url, "AEROVISION_PORT": str(port)}
-    # Every service on this machine shares one local copy of stored files (contracts/spool.py).
+    # Every service on this machine shares one local copy of stored files (infra/spool.py).
     env.setdefault("AEROVISION_SPOOL_DIR", str(data / "spool"))
     python = [sys.executable, "-m", "aerovision"]
     children = [Child("projector", [*python, "projector"], env), Child("notifier", [*python, "notifier"], env)]

@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.events import TaskFinished, TaskSubmitted
 from contracts.view import INDEX_ALL, head_decoder, index_head_key
 
@@ -86,7 +87,7 @@ async def seed(url: str, count: int, *, window: int = 2000, wait: bool = True, t
 
 
 def quiet_logs() -> None:
-    """contracts.nats_layout logs a warning when a connection drains; a seeding script needs none."""
+    """infra.nats_layout logs a warning when a connection drains; a seeding script needs none."""
     import logging
 
     import structlog

@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from contracts import nats_layout
+from infra import nats_layout
 from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.routes import HANDLERS, UUID_PATTERN

@@ -17,11 +17,12 @@ from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 from nats.js.errors import InvalidKeyError, KeyNotFoundError, NoKeysError, NotFoundError
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.api import WebhookRecord
 from contracts.events import TaskSubmitted, now_iso
-from contracts.objects import FileStore
-from contracts.spool import LocalSpool
+from infra.objects import FileStore
+from infra.spool import LocalSpool
 from contracts.params import PARAMS_BY_TOOL
 from contracts.view import (
     INDEX_ALL,

@@ -7,7 +7,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from contracts import nats_layout
+from infra import nats_layout
 from contracts.api import ErrorBody, ErrorItem, ValidationErrorBody
 
 log = structlog.get_logger("gateway")

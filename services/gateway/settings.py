@@ -24,7 +24,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     status_hold: float = 0.1
     # How long a request waits out a broker restart or leader election before it gets 503.
     broker_patience: float = 15.0
-    # A local copy of stored files (contracts/spool.py); `aerovision up` sets it, "" = none.
+    # A local copy of stored files (infra/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
     spool_bytes: int = 256 * 2**20
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Generator
 
 import structlog
 
-from contracts.process import die_with_parent, tune_allocator
+from infra.process import die_with_parent, tune_allocator
 
 log = structlog.get_logger("matcher.pool")
 

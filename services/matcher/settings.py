@@ -20,7 +20,7 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     ack_wait: float = 10.0
     retry_delay: float = 1.0
     name: str = ""
-    # A local copy of stored files (contracts/spool.py); `aerovision up` sets it, "" = none.
+    # A local copy of stored files (infra/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
     spool_bytes: int = 256 * 2**20
 

@@ -19,7 +19,8 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.events import (
     AnyEvent,
     TaskFinished,
@@ -27,8 +28,8 @@ from contracts.events import (
     TaskSubmitted,
     decode_event,
 )
-from contracts.objects import FileStore
-from contracts.spool import LocalSpool
+from infra.objects import FileStore
+from infra.spool import LocalSpool
 from contracts.params import FILE_FIELDS
 from services.matcher.jobs import Job, JobOutcome, ResultFile, job_steps
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool

@@ -19,7 +19,8 @@ from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.api import WebhookRecord
 from contracts.events import TaskFinished, WebhookAttempted, decode_event
 from services.notifier.directory import WebhookDirectory

@@ -21,7 +21,8 @@ from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.events import AnyEvent, decode_event
 from contracts.view import TaskView, view_decoder, view_encoder
 from services.projector.apply import apply, index_entries

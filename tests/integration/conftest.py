@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import nats_layout
+from infra import nats_layout
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from contracts import names
-from contracts.objects import FileStore, FileStoreError
-from contracts.spool import LocalSpool
+from infra.objects import FileStore, FileStoreError
+from infra.spool import LocalSpool
 
 
 async def test_a_file_of_several_chunks_round_trips_and_nats_py_reads_it_too(nc):

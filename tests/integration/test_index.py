@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from contracts import nats_layout
+from infra import nats_layout
 from contracts.view import INDEX_PAGE_SIZE, head_decoder, index_head_key, index_page_key, page_decoder
 from services.projector.index import TaskIndex
 

@@ -7,7 +7,8 @@ import uuid
 
 import msgspec
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.events import TaskFinished, TaskSubmitted
 from services.matcher.settings import MatcherSettings
 from services.matcher.worker import consumer_config, serve

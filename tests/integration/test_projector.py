@@ -10,7 +10,8 @@ import pytest
 from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from contracts import names, nats_layout
+from contracts import names
+from infra import nats_layout
 from contracts.events import TaskFinished, TaskStarted, TaskSubmitted, encode_event, subject_of
 from contracts.view import head_decoder, index_head_key, view_decoder, view_encoder
 from services.projector.apply import apply

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from contracts.process import tune_allocator
+from infra.process import tune_allocator
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from contracts.spool import LocalSpool
+from infra.spool import LocalSpool
 
 
 def test_a_written_file_reads_back_by_its_object_path(tmp_path):

@@ -18,8 +18,9 @@ import json
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from contracts import names, nats_layout
-from contracts.spool import LocalSpool
+from contracts import names
+from infra import nats_layout
+from infra.spool import LocalSpool
 
 _STREAM = f"OBJ_{names.FILES_BUCKET}"
 _MAX_CHUNK = 1024 * 1024
