@@ -7,10 +7,10 @@ from typing import Any, Generator, Literal
 import cv2
 import msgspec
 
-from contracts.params import TemplateParams
-from services.matcher import template as tm
+from contracts.params import PARAMS_BY_TOOL
 from services.matcher.errors import InputError
-from services.matcher.images import decode_image, encode_png
+from services.matcher.parts import ResultFile, Stage
+from services.matcher.runners import RUNNERS
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -20,11 +20,6 @@ class Job(msgspec.Struct, frozen=True):
     inputs: list[tuple[str, bytes]]  # (form field, file bytes)
 
 
-class ResultFile(msgspec.Struct, frozen=True):
-    name: str  # under results/<uid>/
-    data: bytes
-
-
 class JobOutcome(msgspec.Struct, frozen=True):
     status: Literal["done", "error"]
     result_data: dict[str, Any] = {}
@@ -32,36 +27,22 @@ class JobOutcome(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
-# A job's steps yield each result file as soon as it is encoded and return the outcome (without
-# the files it yielded): the matcher stores one file while the next is still being encoded.
-JobSteps = Generator[ResultFile, None, JobOutcome]
-
-
-def _template(job: Job) -> JobSteps:
-    params = msgspec.convert(job.params, TemplateParams)
-    (image_field, image_bytes), (template_field, template_bytes) = job.inputs
-    # Decoded in colour once: the boxes are drawn on what the user sent, not on its gray version.
-    picture = decode_image(image_bytes, grayscale=False, name=image_field)
-    image = cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if params.use_grayscale else picture
-    template = decode_image(template_bytes, grayscale=params.use_grayscale, name=template_field)
-    result = tm.match_template(image, template, params)
-    # The larger file first: its storing overlaps the heat map's encoding.
-    yield ResultFile("matches.png", encode_png(tm.draw_matches(picture, result.matches)))
-    yield ResultFile("heatmap.png", encode_png(tm.render_heatmap(result.scores, image.shape, template.shape)))
-    return JobOutcome(status="done", result_data=tm.result_data(result))
-
-
-_RUNNERS = {"template": _template}
+# A job's steps yield each result file (and stage) as soon as it is there and return the outcome
+# (without the files it yielded): the matcher stores one file while the next is still being encoded.
+JobSteps = Generator[ResultFile | Stage, None, JobOutcome]
 
 
 def job_steps(job: Job) -> JobSteps:
     """Run one task step by step; bad input ends as an error outcome with a reason a user
     understands (files yielded before it are then not part of the result)."""
-    runner = _RUNNERS.get(job.tool)
-    if runner is None:
+    runner, params_type = RUNNERS.get(job.tool), PARAMS_BY_TOOL.get(job.tool)
+    if runner is None or params_type is None:
         return JobOutcome(status="error", error=f"The tool '{job.tool}' is not available on this matcher")
     try:
-        return (yield from runner(job))
+        params = msgspec.convert(job.params, params_type)
+        (_, first), (_, second) = job.inputs
+        result = yield from runner(params, first, second)
+        return JobOutcome(status="done", result_data=msgspec.to_builtins(result))
     except InputError as exc:
         return JobOutcome(status="error", error=str(exc))
     except msgspec.ValidationError as exc:
@@ -82,7 +63,8 @@ def run_job(job: Job) -> JobOutcome:
         except StopIteration as end:
             outcome: JobOutcome = end.value
             break
-        files.append((part.name, part.data))
+        if isinstance(part, ResultFile):
+            files.append((part.name, part.data))
     if outcome.status != "done":
         return outcome
     return msgspec.structs.replace(outcome, files=files + outcome.files)

@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from contracts.params import TemplateParams
+from contracts.results import TemplateMatch, TemplateResult
 from services.matcher.errors import InputError
 
 _METHODS = {
@@ -30,21 +31,11 @@ _NMS_IOU = 0.3
 _BOX_COLOUR = (0, 255, 0)
 
 
-class TemplateMatch(msgspec.Struct):
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float
+class TemplateMatching(msgspec.Struct, frozen=True):
+    """The result as the API shows it, and the score map behind it (for the heat map)."""
 
-
-class TemplateResult(msgspec.Struct):
-    method: str
-    matches_found: int
-    filtered_matches: int
-    best_score: float
-    matches: list[TemplateMatch]
-    # float32 (H-h+1, W-w+1) map of 0..1 scores, for the heat map; never sent on the wire.
+    result: TemplateResult
+    # float32 (H-h+1, W-w+1) map of 0..1 scores; never sent on the wire.
     scores: Any
 
 
@@ -136,7 +127,7 @@ def _nms(xs: np.ndarray, ys: np.ndarray, w: int, h: int, max_keep: int) -> list[
     return keep
 
 
-def match_template(image: np.ndarray, template: np.ndarray, params: TemplateParams) -> TemplateResult:
+def match_template(image: np.ndarray, template: np.ndarray, params: TemplateParams) -> TemplateMatching:
     """Find the template in the image: thresholded, NMS-filtered matches, best first."""
     if image.size == 0 or template.size == 0:
         raise InputError("the image and the template must both have at least one pixel")
@@ -156,31 +147,18 @@ def match_template(image: np.ndarray, template: np.ndarray, params: TemplatePara
     ys, xs = np.divmod(idx, scores.shape[1])
     keep = _nms(xs, ys, tw, th, params.max_results)
     flat = scores.ravel()
+    # Scores are reported to 4 decimals (float32 noise beyond that means nothing to a user).
     matches = [
-        TemplateMatch(int(xs[k]), int(ys[k]), tw, th, float(flat[idx[k]])) for k in keep
+        TemplateMatch(int(xs[k]), int(ys[k]), tw, th, round(float(flat[idx[k]]), 4)) for k in keep
     ]
-    return TemplateResult(
+    result = TemplateResult(
         method=params.method,
         matches_found=found,
         filtered_matches=len(matches),
         best_score=round(float(scores.max()), 4),
         matches=matches,
-        scores=scores,
     )
-
-
-def result_data(result: TemplateResult) -> dict[str, Any]:
-    """The API's result_data dict (JSON-able, floats to 4 decimals)."""
-    return {
-        "method": result.method,
-        "matches_found": result.matches_found,
-        "filtered_matches": result.filtered_matches,
-        "best_score": round(float(result.best_score), 4),
-        "matches": [
-            {"x": m.x, "y": m.y, "w": m.w, "h": m.h, "score": round(float(m.score), 4)}
-            for m in result.matches
-        ],
-    }
+    return TemplateMatching(result=result, scores=scores)
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:

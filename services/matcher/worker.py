@@ -31,7 +31,8 @@ from contracts.events import (
 from infra.objects import FileStore
 from infra.spool import LocalSpool
 from contracts.params import FILE_FIELDS
-from services.matcher.jobs import Job, JobOutcome, ResultFile, job_steps
+from services.matcher.jobs import Job, JobOutcome, job_steps
+from services.matcher.parts import ResultFile, Stage
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
 from services.matcher.settings import MatcherSettings
 
@@ -63,7 +64,9 @@ class _ResultUploads:
         self._paths: list[str] = []
         self._puts: list[asyncio.Future] = []
 
-    def add(self, part: ResultFile) -> None:
+    def add(self, part: ResultFile | Stage) -> None:
+        if not isinstance(part, ResultFile):
+            return
         path = f"results/{self._uid}/{part.name}"
         self._paths.append(path)
         self._puts.append(asyncio.ensure_future(nats_layout.retrying(

@@ -1,0 +1,39 @@
+"""One runner per tool: the two uploaded files' bytes and the tool's params in, result files and
+stages handed over as they come, the tool's typed result at the end. Pure of NATS and of disk.
+
+A runner is a generator: it yields each ``ResultFile`` as soon as it is encoded (the matcher stores
+it while the runner goes on) and ``Stage`` markers on long jobs, and returns the result struct.
+Adding a tool is one runner here plus one descriptor in ``contracts``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator
+
+import cv2
+
+from contracts.params import TemplateParams
+from contracts.results import TemplateResult
+from services.matcher import template as tm
+from services.matcher.images import decode_image, encode_png
+from services.matcher.parts import ResultFile, Stage
+
+Steps = Generator[ResultFile | Stage, None, Any]
+Runner = Callable[[Any, bytes, bytes], Steps]
+
+
+def run_template(params: TemplateParams, image_bytes: bytes, template_bytes: bytes) -> Generator[ResultFile | Stage, None, TemplateResult]:
+    # Decoded in colour once: the boxes are drawn on what the user sent, not on its gray version.
+    picture = decode_image(image_bytes, grayscale=False, name="image")
+    image = cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if params.use_grayscale else picture
+    template = decode_image(template_bytes, grayscale=params.use_grayscale, name="template")
+    matching = tm.match_template(image, template, params)
+    # The larger file first: its storing overlaps the heat map's encoding.
+    yield ResultFile("matches.png", encode_png(tm.draw_matches(picture, matching.result.matches)))
+    yield ResultFile("heatmap.png", encode_png(tm.render_heatmap(matching.scores, image.shape, template.shape)))
+    return matching.result
+
+
+RUNNERS: dict[str, Runner] = {
+    "template": run_template,
+}
