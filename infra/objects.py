@@ -27,10 +27,17 @@ _MAX_CHUNK = 1024 * 1024
 
 
 class FileStoreError(Exception):
-    """A stored file could not be read back intact."""
+    """A file could not be stored or read back intact, or its name is not one the store takes."""
+
+
+# A name travels base64-encoded in a subject; nats-server closes a connection whose control line
+# passes 4096 bytes, so names are bounded well below that (the gateway's own are under 200).
+MAX_NAME = 1024
 
 
 def _meta_subject(name: str) -> str:
+    if not name or len(name) > MAX_NAME:
+        raise FileStoreError(f"a stored file's name must be 1 to {MAX_NAME} characters")
     return f"$O.{names.FILES_BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
 
 

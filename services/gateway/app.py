@@ -13,11 +13,12 @@ from litestar.openapi import OpenAPIConfig
 from infra import nats_layout
 from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
-from services.gateway.routes import HANDLERS, UUID_PATTERN
+from services.gateway.paths import UUID_PATTERN
+from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
 
 
-_TASK_PATH = re.compile(rf"^/api/v1/tasks/({UUID_PATTERN})$")
+_TASK_PATH = re.compile(rf"/api/v1/tasks/({UUID_PATTERN})")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -33,7 +34,7 @@ def create_app(settings: GatewaySettings) -> Callable:
 
     async def asgi(scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and (backend := state.get("backend")):
-            match = _TASK_PATH.match(scope["path"])
+            match = _TASK_PATH.fullmatch(scope["path"])
             uid = match.group(1) if match else None
             data, final = backend.cache.lookup(uid) if uid else (None, False)
             if data is not None and not final and hold > 0:

@@ -36,7 +36,9 @@ from contracts.view import (
     view_encoder,
 )
 from services.gateway.settings import GatewaySettings
-from services.gateway.thumbnails import make_thumbnail
+from services.gateway.budget import BodyBudget
+from services.gateway.imageinfo import sniff_image
+from services.gateway.thumbnails import make_thumbnail, placeholder
 from services.gateway.viewcache import ViewCache
 
 log = structlog.get_logger("gateway")
@@ -55,6 +57,8 @@ class Backend:
         self._settings_watch = None
         # Tool defaults, kept current by a KV watcher: a submission reads them from memory.
         self._defaults: dict[str, tuple[int, msgspec.Struct]] = {}
+        self._thumbnail_slot = asyncio.Semaphore(1)
+        self.body_budget = BodyBudget(settings.body_budget_bytes)
 
     async def _nats(self, op, what: str):
         """A NATS call that rides out a broker restart or leader election (then 503 if it can't)."""
@@ -272,8 +276,13 @@ class Backend:
         source = await self._nats(lambda: self.files.get("uploads/" + path[len("thumbnails/"):]), "file")
         if source is None:
             return None
-        thumb = await asyncio.to_thread(make_thumbnail, source, "." + path.rsplit(".", 1)[-1])
+        ext = "." + path.rsplit(".", 1)[-1]
+        info = sniff_image(source)
+        async with self._thumbnail_slot:  # one decode at a time: its memory is the image's size
+            thumb = await asyncio.to_thread(
+                make_thumbnail, source, ext, longest_side=max(info.width, info.height) if info else None)
         if thumb is None:
-            return None
+            # Listed, so it must answer: a stand-in picture (the task says why it is undecodable).
+            return placeholder(ext)
         await self._nats(lambda: self.files.put(path, thumb), "file")
         return thumb

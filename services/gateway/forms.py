@@ -18,6 +18,10 @@ from contracts.api import ErrorItem
 
 Loc = tuple[str | int, ...]
 _TRUE = {"true", "1", "yes", "on", "y", "t"}
+# Numbers as JSON and HTML forms write them: ASCII digits only. Python's float() and int() also
+# take "٣" (Arabic-Indic three), "0.8_5" and "١e٢"; a client sending those made a mistake.
+_FLOAT_SYNTAX = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_MAX_NUMBER_CHARS = 64
 _FALSE = {"false", "0", "no", "off", "n", "f"}
 
 
@@ -37,6 +41,10 @@ def _check_bounds(value: float, t: Any, loc: Loc, raw: Any) -> ErrorItem | None:
     return None
 
 
+def _number_syntax(text: str) -> bool:
+    return len(text) <= _MAX_NUMBER_CHARS and _FLOAT_SYNTAX.fullmatch(text) is not None
+
+
 def coerce(raw: Any, t: Any, loc: Loc) -> tuple[Any, ErrorItem | None]:
     """Convert a form string (or a JSON value, in chain steps) to the field's type."""
     text = raw.strip() if isinstance(raw, str) else raw
@@ -50,7 +58,7 @@ def coerce(raw: Any, t: Any, loc: Loc) -> tuple[Any, ErrorItem | None]:
         return None, ErrorItem("bool_parsing", list(loc), "Input should be a valid boolean, unable to interpret input", raw)
     if isinstance(t, mi.FloatType):
         try:
-            if isinstance(text, bool):
+            if isinstance(text, bool) or (isinstance(text, str) and not _number_syntax(text)):
                 raise ValueError
             value = float(text)
         except (TypeError, ValueError):
@@ -60,7 +68,7 @@ def coerce(raw: Any, t: Any, loc: Loc) -> tuple[Any, ErrorItem | None]:
         return value, _check_bounds(value, t, loc, _num(value))
     if isinstance(t, mi.IntType):
         try:
-            if isinstance(text, bool):
+            if isinstance(text, bool) or (isinstance(text, str) and not _number_syntax(text)):
                 raise ValueError
             number = float(text) if isinstance(text, (str, int, float)) else math.nan
             if not number.is_integer():

@@ -10,22 +10,22 @@ import msgspec
 import structlog
 from litestar import Request, Response, delete, get, post, put
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
 
 from contracts.api import ErrorItem, ToolSettings, WebhookIn, WebhookOut
 from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
 from contracts.view import TaskList
 from services.gateway.backend import Backend
+from services.gateway.budget import BudgetExhausted
 from services.gateway.errors import InvalidRequest
 from services.gateway.formdata import FormPart, MalformedForm, parse_form
+from services.gateway.paths import is_task_uid, stored_file
 from services.gateway.forms import validate_settings
 from services.gateway.settings import GatewaySettings
 from services.gateway.submissions import Upload, validate_submission
 
 log = structlog.get_logger("gateway")
 JSON = "application/json"
-UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_UUID = re.compile(f"^{UUID_PATTERN}$")
 _SUBMITTABLE = ("template",)
 _DOCUMENTED_TOOLS = (*PARAMS_BY_TOOL, "chain")  # every tool the API describes
 mimetypes.add_type("application/octet-stream", ".ply")
@@ -56,12 +56,28 @@ async def _form_parts(request: Request) -> list[FormPart]:
     return [FormPart(key, None, str(value)) for key, value in form.multi_items()]
 
 
+def _declared_size(request: Request, limit: int) -> int:
+    try:
+        return min(int(request.headers.get("content-length", "")), limit)
+    except ValueError:
+        return limit  # chunked: it may be as large as the limit allows
+
+
 @post("/api/v1/match/{tool:str}")
 async def submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
     if tool not in _SUBMITTABLE:
         # A tool the API documents but no matcher runs yet says so, rather than "unknown".
         raise NotFoundException(detail=f"The '{tool}' tool is not available on this server yet"
                                 if tool in _DOCUMENTED_TOOLS else f"Unknown tool '{tool}'")
+    try:
+        async with backend.body_budget.reserve(_declared_size(request, settings.max_upload_bytes), wait=10.0):
+            return await _submit(request, tool, backend, settings)
+    except BudgetExhausted:
+        raise HTTPException(status_code=429, detail="The server is busy with other uploads; retry in a few seconds",
+                            headers={"Retry-After": "5"}) from None
+
+
+async def _submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
     fields: dict[str, Any] = {}
     uploads: dict[str, Upload | str | None] = {}
     for part in await _form_parts(request):
@@ -110,7 +126,7 @@ async def list_tasks(request: Request, backend: Backend) -> Response:
 
 
 async def _task_or_404(backend: Backend, uid: str) -> bytes:
-    data = await backend.task(uid) if _UUID.match(uid) else None
+    data = await backend.task(uid) if is_task_uid(uid) else None
     if data is None:
         raise NotFoundException(detail="Task not found")
     return data
@@ -142,11 +158,22 @@ async def read_settings(tool: str, backend: Backend) -> Response:
     return _raw(msgspec.json.encode(ToolSettings(tool=tool, params=msgspec.to_builtins(params))))
 
 
-@put("/api/v1/settings/{tool:str}")
+# A settings document is one flat object of scalars: decoding it as such refuses nesting at the
+# first level (an untyped decode of 100,000 nested arrays raised RecursionError: a 500).
+_settings_body = msgspec.json.Decoder(dict[str, str | int | float | bool | None])
+MAX_JSON_BODY = 64 * 1024
+
+
+@put("/api/v1/settings/{tool:str}", request_max_body_size=MAX_JSON_BODY)
 async def write_settings(tool: str, request: Request, backend: Backend) -> Response:
     cls = _tool_or_404(tool)
+    raw = await request.body()
     try:
-        body = msgspec.json.decode(await request.body())
+        body = _settings_body.decode(raw)
+    except msgspec.ValidationError:
+        if raw.lstrip()[:1] != b"{":
+            raise InvalidRequest([ErrorItem("dict_type", ["body"], "Input should be a valid dictionary", None)]) from None
+        raise InvalidRequest([ErrorItem("value_error", ["body"], "Each parameter should be a number, a string or a boolean", None)]) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest([ErrorItem("json_invalid", ["body"], f"Invalid JSON: {exc}", None)]) from None
     params, errors = validate_settings(cls, body)
@@ -185,9 +212,8 @@ async def remove_webhook(webhook_id: str, backend: Backend) -> None:
 
 
 async def _serve_file(kind: str, path: str, backend: Backend) -> Response:
-    # Litestar hands the path with a leading slash; names were sanitised at upload.
-    full = f"{kind}/{path.lstrip('/')}"
-    if ".." in full.split("/"):
+    full = stored_file(kind, path)
+    if full is None:
         raise NotFoundException(detail="File not found")
     data = await backend.file(full)
     if data is None:

@@ -14,8 +14,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1
     # Whole request body (both files and the fields); larger uploads get 413.
     max_upload_bytes: int = 64 * 1024 * 1024
-    # Decompression-bomb guard: images declaring more pixels than this are refused (422).
-    max_image_pixels: int = 100_000_000
+    # Bodies held at once (docs/limits.md): past it, a submission waits up to 10 s, then gets 429.
+    body_budget_bytes: int = 256 * 1024 * 1024
+    # Images declaring more pixels are refused (422). Measured cost at 25 Mpx: a template-matching
+    # worker peaks at ~0.7 GB (gray) / ~1.4 GB (colour); see docs/limits.md.
+    max_image_pixels: int = 25_000_000
     # Recently read task views kept in memory (kept current by a KV watcher).
     view_cache: int = 4_096
     # A non-final cached view older than this is re-read (a safety net if the watcher stalls).
@@ -38,6 +41,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             replicas=int(env.get("AEROVISION_REPLICAS", d.replicas)),
             max_upload_bytes=int(float(env.get("AEROVISION_MAX_UPLOAD_MB", d.max_upload_bytes / 2**20)) * 2**20),
             max_image_pixels=int(env.get("AEROVISION_MAX_IMAGE_PIXELS", d.max_image_pixels)),
+            body_budget_bytes=int(float(env.get("AEROVISION_BODY_BUDGET_MB", d.body_budget_bytes / 2**20)) * 2**20),
             view_cache=int(env.get("AEROVISION_VIEW_CACHE", d.view_cache)),
             status_hold=float(env.get("AEROVISION_STATUS_HOLD_MS", d.status_hold * 1000)) / 1000,
             broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -129,3 +130,59 @@ def test_thumbnail_never_upscales() -> None:
 def test_thumbnail_of_garbage_is_none() -> None:
     assert make_thumbnail(b"", ".png") is None
     assert make_thumbnail(b"not an image", ".jpg") is None
+
+
+def _exif(orientation: int, big_endian: bool = False) -> bytes:
+    """A minimal EXIF (TIFF structure) whose first IFD holds one Orientation tag."""
+    e = ">" if big_endian else "<"
+    head = (b"MM\x00*" if big_endian else b"II*\x00") + struct.pack(e + "I", 8)
+    return head + struct.pack(e + "H", 1) + struct.pack(e + "HHIHH", 274, 3, 1, orientation, 0) + struct.pack(e + "I", 0)
+
+
+def _with_app1(jpeg: bytes, exif: bytes) -> bytes:
+    segment = b"Exif\x00\x00" + exif
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[2:]
+
+
+def _with_exif_chunk(png: bytes, exif: bytes) -> bytes:
+    chunk = b"eXIf" + exif
+    at = 8 + 25  # after the signature and IHDR (13 bytes of data, plus length, type and CRC)
+    return png[:at] + struct.pack(">I", len(exif)) + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[at:]
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 5, 6, 7, 8])
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "tiff"])
+def test_exif_orientation_gives_the_size_opencv_decodes(fmt: str, orientation: int) -> None:
+    picture = np.zeros((60, 200, 3), np.uint8)
+    picture[:, :40] = 255
+    if fmt == "jpeg":
+        data = _with_app1(cv2.imencode(".jpg", picture)[1].tobytes(), _exif(orientation, big_endian=True))
+    elif fmt == "png":
+        data = _with_exif_chunk(cv2.imencode(".png", picture)[1].tobytes(), _exif(orientation))
+    else:
+        params = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+        data = bytearray(cv2.imencode(".tiff", picture, params)[1].tobytes())
+        data = _with_tiff_orientation(bytes(data), orientation)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    info = sniff_image(data)
+    assert info is not None and (info.width, info.height) == (decoded.shape[1], decoded.shape[0])
+    assert (info.width, info.height) == ((60, 200) if orientation >= 5 else (200, 60))
+
+
+def _with_tiff_orientation(tiff: bytes, orientation: int) -> bytes:
+    """Set (or add by replacing an unneeded tag) the Orientation tag of a TIFF's first IFD."""
+    e = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(e + "I", tiff[4:8])
+    (count,) = struct.unpack(e + "H", tiff[ifd : ifd + 2])
+    data = bytearray(tiff)
+    entries = [struct.unpack(e + "HHI", tiff[ifd + 2 + 12 * k : ifd + 10 + 12 * k]) for k in range(count)]
+    tags = [tag for tag, _, _ in entries]
+    # OpenCV writes PlanarConfiguration (284), which is optional for one plane: reuse its slot,
+    # keeping the entries sorted by tag as TIFF requires.
+    k = tags.index(274) if 274 in tags else tags.index(284)
+    at = ifd + 2 + 12 * k
+    data[at : at + 12] = struct.pack(e + "HHIHH", 274, 3, 1, orientation, 0)
+    order = sorted(range(count), key=lambda i: struct.unpack(e + "H", bytes(data[ifd + 2 + 12 * i : ifd + 4 + 12 * i]))[0])
+    block = [bytes(data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]) for i in order]
+    data[ifd + 2 : ifd + 2 + 12 * count] = b"".join(block)
+    return bytes(data)
