@@ -14,6 +14,8 @@ import os
 import time
 from typing import Any
 
+import msgspec
+
 from bench.workloads import get
 
 
@@ -56,7 +58,7 @@ class LimitPool:
         walls, cpus, failures = [], [], []
         start = time.perf_counter()
         for outcome, wall, cpu in self._pool.imap_unordered(_timed, jobs, chunksize=1):
-            why = wl.verify(outcome.status, outcome.result_data, len(outcome.files), outcome.error)
+            why = wl.verify(outcome.status, msgspec.to_builtins(outcome.result_data), len(outcome.files), outcome.error)
             if why:
                 failures.append(why)
             walls.append(wall)

@@ -17,7 +17,7 @@ import cv2
 import msgspec
 import numpy as np
 
-from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
+from contracts.tools import TOOLS
 from services.matcher.jobs import Job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,12 +55,12 @@ class Workload:
 
     def resolved_params(self) -> dict[str, Any]:
         """The params the matcher receives: the client's, completed from the tool's defaults."""
-        cls = PARAMS_BY_TOOL[self.tool]
+        cls = TOOLS[self.tool].params
         return msgspec.to_builtins(msgspec.convert(self.params, cls, strict=False))
 
     def job(self, uid: str = "bench") -> Job:
         """The in-process equivalent of one task: the same bytes and params the matcher gets."""
-        fields = FILE_FIELDS[self.tool]
+        fields = [slot.field for slot in TOOLS[self.tool].files]
         files = self.inputs()
         assert tuple(f for f, _, _ in files) == tuple(fields), (files, fields)
         return Job(uid=uid, tool=self.tool, params=self.resolved_params(), inputs=[(f, data) for f, _, data in files])

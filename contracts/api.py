@@ -54,5 +54,5 @@ class WebhookPayload(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str
     tool: str
     result_files: list[str]
-    result_data: dict[str, Any]
+    result_data: Any  # the tool's result (contracts.results), or {} when the task failed
     error: str | None = None

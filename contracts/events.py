@@ -3,6 +3,13 @@
 Every event is a frozen, keyword-only Struct serialised as JSON with a stable ``type`` tag, so a
 subscriber in any language can read the stream. Schemas evolve only by adding fields with
 defaults; decoders ignore unknown fields. A breaking change is a new tag plus an upcaster here.
+
+What an event carries depends on its tool: a submitted feature task's ``params`` are
+``FeatureParams``, a finished one's ``result_data`` a ``FeatureResult``. The envelope says which
+(``tool``, and ``status`` for a finished task), so each (event, tool, status) has a concrete
+class generated from the registry (``contracts.tools``) with ``tool`` and ``status`` as literals:
+the JSON is exactly what it always was, and the JSON Schema of each says what it holds.
+``decode_event`` reads the envelope first, then decodes with the matching class.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any, Literal
 import msgspec
 
 from contracts import names
+from contracts.tools import TOOLS, ChainStep, Tool, no_result, result_type
 
 SCHEMA_VERSION = 1
 
@@ -40,7 +48,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 class TaskSubmitted(Event, frozen=True, kw_only=True, tag="task.submitted"):
     """A client's submission was accepted; ``params`` are resolved (defaults filled in)."""
 
-    params: dict[str, Any]
+    params: Any
     input_files: list[str]
     thumbnails: list[str] = []
 
@@ -52,17 +60,17 @@ class TaskStarted(Event, frozen=True, kw_only=True, tag="task.started"):
     attempt: int = 1
 
 
-class StepCompleted(Event, frozen=True, kw_only=True, tag="task.step_completed"):
-    """One step of a chain ended."""
+class TaskProgressed(Event, frozen=True, kw_only=True, tag="task.progressed"):
+    """A long task reached a stage (``loading``, ``training``, ``matching``, ``refining``)."""
 
-    step: int
-    step_tool: str
-    params: dict[str, Any]
-    status: Literal["done", "error", "skipped"]
-    found: bool = False
-    result_data: dict[str, Any] = {}
-    result_files: list[str] = []
-    error: str | None = None
+    stage: str
+    attempt: int = 1
+
+
+class StepCompleted(Event, frozen=True, kw_only=True, tag="task.step_completed"):
+    """One step of a chain ended (done, error); ``step`` says which tool, with what, and what it found."""
+
+    step: ChainStep  # type: ignore[valid-type]
 
 
 class TaskFinished(Event, frozen=True, kw_only=True, tag="task.finished"):
@@ -70,7 +78,7 @@ class TaskFinished(Event, frozen=True, kw_only=True, tag="task.finished"):
 
     status: Literal["done", "error"]
     result_files: list[str] = []
-    result_data: dict[str, Any] = {}
+    result_data: Any = msgspec.field(default_factory=dict)
     error: str | None = None
 
 
@@ -86,20 +94,80 @@ class WebhookAttempted(Event, frozen=True, kw_only=True, tag="webhook.attempted"
     duration_ms: float = 0.0
 
 
-AnyEvent = TaskSubmitted | TaskStarted | StepCompleted | TaskFinished | WebhookAttempted
+AnyEvent = TaskSubmitted | TaskStarted | TaskProgressed | StepCompleted | TaskFinished | WebhookAttempted
 
 TERMINAL_STATUSES = frozenset({"done", "error"})
 
-_KIND_BY_TYPE: dict[type, str] = {
-    TaskSubmitted: names.KIND_SUBMITTED,
-    TaskStarted: names.KIND_STARTED,
-    StepCompleted: names.KIND_STEP_COMPLETED,
-    TaskFinished: names.KIND_FINISHED,
-    WebhookAttempted: names.KIND_WEBHOOK_ATTEMPTED,
-}
 
+# --- the concrete, per-tool classes ----------------------------------------------------------------
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _concrete(base: type, name: str, fields: list) -> type:
+    cls = msgspec.defstruct(name, fields, bases=(base,), module=__name__, frozen=True, kw_only=True,
+                            tag=base.__struct_config__.tag)
+    globals()[name] = cls  # pickle finds classes by module and name
+    return cls
+
+
+def _submitted(tool: Tool) -> type[TaskSubmitted]:
+    return _concrete(TaskSubmitted, f"{_camel(tool.name)}TaskSubmitted",
+                     [("tool", Literal[tool.name]), ("params", tool.params)])
+
+
+def _finished(tool: Tool, status: str) -> type[TaskFinished]:
+    return _concrete(TaskFinished, f"{_camel(tool.name)}Task{status.capitalize()}",
+                     [("tool", Literal[tool.name]), ("status", Literal[status]),
+                      ("result_data", result_type(tool, status))])
+
+
+SUBMITTED: dict[str, type[TaskSubmitted]] = {name: _submitted(tool) for name, tool in TOOLS.items()}
+FINISHED: dict[tuple[str, str], type[TaskFinished]] = {
+    (name, status): _finished(tool, status) for name, tool in TOOLS.items() for status in ("done", "error")
+}
+# Everything a subscriber can meet on the stream, one class per shape (for documents and tests).
+CONCRETE_EVENTS: tuple[type, ...] = (
+    *SUBMITTED.values(), TaskStarted, TaskProgressed, StepCompleted, *FINISHED.values(), WebhookAttempted,
+)
+
+
+def submitted(tool: str, **fields: Any) -> TaskSubmitted:
+    """A ``TaskSubmitted`` of ``tool`` (its params typed as the tool's)."""
+    return SUBMITTED[tool](tool=tool, **fields)
+
+
+def finished(tool: str, status: Literal["done", "error"], **fields: Any) -> TaskFinished:
+    """A ``TaskFinished`` of ``tool`` in ``status`` (an error's ``result_data`` defaults to empty)."""
+    fields.setdefault("result_data", no_result(TOOLS[tool], status) if status == "error" else None)
+    return FINISHED[(tool, status)](tool=tool, status=status, **fields)
+
+
+# --- decoding ---------------------------------------------------------------------------------------
+
+class UnknownEvent(ValueError):
+    """An event this code does not know (a newer type, tool or version): skip it, log it."""
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    tool: str = ""
+    status: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AnyEvent)
+_BY_TOOL = {"task.submitted", "task.finished"}
+_DECODERS: dict[tuple[str, str, str], msgspec.json.Decoder] = {
+    **{("task.submitted", tool, ""): msgspec.json.Decoder(cls) for tool, cls in SUBMITTED.items()},
+    **{("task.finished", tool, status): msgspec.json.Decoder(cls) for (tool, status), cls in FINISHED.items()},
+    **{(cls.__struct_config__.tag, "", ""): msgspec.json.Decoder(cls)
+       for cls in (TaskStarted, TaskProgressed, StepCompleted, WebhookAttempted)},
+}
+# What a consumer skips (with a log line) instead of stopping on it.
+UNREADABLE = (UnknownEvent, msgspec.ValidationError, msgspec.DecodeError)
 
 
 def encode_event(event: AnyEvent) -> bytes:
@@ -107,12 +175,31 @@ def encode_event(event: AnyEvent) -> bytes:
 
 
 def decode_event(data: bytes) -> AnyEvent:
-    """Decode one event; raises ``msgspec.ValidationError`` for an unknown type (callers skip it)."""
-    return _decoder.decode(data)
+    """Decode one event into its concrete class; ``UnknownEvent`` for a type, tool or version this
+    code does not know, ``msgspec.ValidationError``/``DecodeError`` for a malformed one."""
+    envelope = _envelope.decode(data)
+    if envelope.schema_version > SCHEMA_VERSION:
+        raise UnknownEvent(f"{envelope.type} version {envelope.schema_version} is newer than {SCHEMA_VERSION}")
+    by_tool = envelope.type in _BY_TOOL
+    key = (envelope.type, envelope.tool if by_tool else "", envelope.status if envelope.type == "task.finished" else "")
+    decoder = _DECODERS.get(key)
+    if decoder is None:
+        raise UnknownEvent(f"unknown event {envelope.type!r} (tool {envelope.tool!r})")
+    return decoder.decode(data)
 
 
 def subject_of(event: AnyEvent) -> str:
-    return names.event_subject(_KIND_BY_TYPE[type(event)], event.tool, event.uid)
+    return names.event_subject(_KIND_BY_TYPE[event.__struct_config__.tag], event.tool, event.uid)
+
+
+_KIND_BY_TYPE: dict[Any, str] = {
+    "task.submitted": names.KIND_SUBMITTED,
+    "task.started": names.KIND_STARTED,
+    "task.progressed": names.KIND_PROGRESSED,
+    "task.step_completed": names.KIND_STEP_COMPLETED,
+    "task.finished": names.KIND_FINISHED,
+    "webhook.attempted": names.KIND_WEBHOOK_ATTEMPTED,
+}
 
 
 def message_id_of(event: AnyEvent) -> str:
@@ -122,8 +209,10 @@ def message_id_of(event: AnyEvent) -> str:
             return f"{event.uid}.submitted"
         case TaskStarted():
             return f"{event.uid}.started.{event.attempt}"
+        case TaskProgressed():
+            return f"{event.uid}.progressed.{event.attempt}.{event.stage}"
         case StepCompleted():
-            return f"{event.uid}.step.{event.step}"
+            return f"{event.uid}.step.{event.step.step}"
         case TaskFinished():
             return f"{event.uid}.finished"
         case WebhookAttempted():

@@ -10,6 +10,7 @@ EVENT_SUBJECTS = f"{EVENT_PREFIX}.>"
 # e.g. "aerovision.events.finished.>" or "aerovision.events.*.*.<uid>".
 KIND_SUBMITTED = "submitted"
 KIND_STARTED = "started"
+KIND_PROGRESSED = "progressed"
 KIND_STEP_COMPLETED = "step_completed"
 KIND_FINISHED = "finished"
 KIND_WEBHOOK_ATTEMPTED = "webhook_attempted"
@@ -18,8 +19,10 @@ TASK_VIEW_BUCKET = "aerovision-tasks"
 TASK_INDEX_BUCKET = "aerovision-task-index"
 SETTINGS_BUCKET = "aerovision-settings"
 WEBHOOKS_BUCKET = "aerovision-webhooks"
+DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
 FILES_BUCKET = "aerovision-files"
 
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 MATCHER_CONSUMER = "matcher"
 # The projector's consumer pushes to a fixed subject (outside the event subjects): a pull
 # consumer costs a request and a status message per batch, twice the traffic of the events.
@@ -42,5 +45,17 @@ def kind_filter(kind: str) -> str:
 def task_filter(uid: str) -> str:
     """Subject filter matching every event of one task."""
     return f"{EVENT_PREFIX}.*.*.{uid}"
-DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+
+# Where a task's files live in the file store, and under which paths clients download them.
+def upload_path(uid: str, name: str) -> str:
+    return f"uploads/{uid}/{name}"
+
+
+def thumbnail_path(uid: str, name: str) -> str:
+    return f"thumbnails/{uid}/{name}"
+
+
+def result_path(uid: str, name: str) -> str:
+    """A result file; a chain step's are named ``step<N>/<file>``."""
+    return f"results/{uid}/{name}"

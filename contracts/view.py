@@ -11,35 +11,84 @@ from typing import Any, Literal
 import msgspec
 
 from contracts.events import TaskSubmitted
+from contracts.tools import TOOLS, Tool, no_result, result_type
 
 TaskStatus = Literal["queued", "processing", "done", "error"]
+STATUSES: tuple[str, ...] = ("queued", "processing", "done", "error")
 
 
 class TaskView(msgspec.Struct, kw_only=True):
-    """One task as ``GET /api/v1/tasks/{uid}`` returns it."""
+    """One task as ``GET /api/v1/tasks/{uid}`` returns it (the concrete classes below type it)."""
 
     uid: str
     status: TaskStatus
     tool: str
-    params: dict[str, Any]
+    params: Any
     created_at: str
     updated_at: str
     input_files: list[str]
     thumbnails: list[str] = []
     result_files: list[str] = []
-    result_data: dict[str, Any] = {}
+    result_data: Any = msgspec.field(default_factory=dict)
     error: str | None = None
     attempts: int = 0
     # Stream sequence of the last event applied: makes re-applying an event a no-op.
     seq: int = 0
+    # What a long task is doing (loading, training, matching, refining); None otherwise.
+    stage: str | None = None
+
+
+def _view_class(tool: Tool, statuses: tuple[str, ...]) -> type[TaskView]:
+    name = "".join(p.capitalize() for p in tool.name.split("_")) + "Task" + "".join(s.capitalize() for s in statuses)
+    cls = msgspec.defstruct(
+        name, [("status", Literal[statuses]), ("tool", Literal[tool.name]), ("params", tool.params),
+               ("result_data", result_type(tool, statuses[0]), msgspec.field(default_factory=result_type(tool, statuses[0])))],
+        bases=(TaskView,), module=__name__, kw_only=True,
+    )
+    globals()[name] = cls
+    return cls
+
+
+def _view_classes() -> dict[tuple[str, str], type[TaskView]]:
+    # Statuses whose result_data has the same type share a class: queued/processing/error of most
+    # tools hold {}; a chain's processing and error views hold its steps so far.
+    by_status: dict[tuple[str, str], type[TaskView]] = {}
+    for tool in TOOLS.values():
+        groups: dict[type, list[str]] = {}
+        for status in STATUSES:
+            groups.setdefault(result_type(tool, status), []).append(status)
+        for statuses in groups.values():
+            cls = _view_class(tool, tuple(statuses))
+            by_status.update({(tool.name, status): cls for status in statuses})
+    return by_status
+
+
+VIEWS: dict[tuple[str, str], type[TaskView]] = _view_classes()
+# Every shape a task object can have, one class each (for documents and tests).
+CONCRETE_VIEWS: tuple[type[TaskView], ...] = tuple(dict.fromkeys(VIEWS.values()))
+
+
+def view_as(tool: str, status: str, **fields: Any) -> TaskView:
+    """A task view of ``tool`` in ``status`` (``result_data`` defaults to what it shows then)."""
+    cls = VIEWS[(tool, status)]
+    fields.setdefault("result_data", no_result(TOOLS[tool], status))
+    return cls(tool=tool, status=status, **fields)
+
+
+def moved(view: TaskView, status: str, **changes: Any) -> TaskView:
+    """``view`` in ``status`` with ``changes`` (its class follows the status)."""
+    fields = msgspec.structs.asdict(view)
+    fields.update(changes, status=status)
+    if status != view.status and "result_data" not in changes and VIEWS[(view.tool, status)] is not type(view):
+        fields["result_data"] = no_result(TOOLS[view.tool], status)
+    return VIEWS[(view.tool, status)](**fields)
 
 
 def queued_view(event: TaskSubmitted, seq: int = 0) -> TaskView:
     """The view of a task that was just accepted."""
-    return TaskView(
+    return view_as(
+        event.tool, "queued",
         uid=event.uid,
-        status="queued",
-        tool=event.tool,
         params=event.params,
         created_at=event.occurred_at,
         updated_at=event.occurred_at,
@@ -47,6 +96,24 @@ def queued_view(event: TaskSubmitted, seq: int = 0) -> TaskView:
         thumbnails=list(event.thumbnails),
         seq=seq,
     )
+
+
+class _ViewEnvelope(msgspec.Struct):
+    tool: str
+    status: str
+
+
+_view_envelope = msgspec.json.Decoder(_ViewEnvelope)
+_view_decoders = {key: msgspec.json.Decoder(cls) for key, cls in VIEWS.items()}
+
+
+def decode_view(data: bytes) -> TaskView:
+    """A stored view into its concrete class (``msgspec.ValidationError`` if it is not one)."""
+    envelope = _view_envelope.decode(data)
+    decoder = _view_decoders.get((envelope.tool, envelope.status))
+    if decoder is None:
+        raise msgspec.ValidationError(f"no task view of tool {envelope.tool!r} in status {envelope.status!r}")
+    return decoder.decode(data)
 
 
 class TaskList(msgspec.Struct):
@@ -85,6 +152,5 @@ def index_page_key(index: str, page: int) -> str:
 
 
 view_encoder = msgspec.json.Encoder()
-view_decoder = msgspec.json.Decoder(TaskView)
 head_decoder = msgspec.json.Decoder(IndexHead)
 page_decoder = msgspec.json.Decoder(list[str])

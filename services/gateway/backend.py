@@ -20,10 +20,10 @@ from nats.js.errors import InvalidKeyError, KeyNotFoundError, NoKeysError, NotFo
 from contracts import names
 from infra import nats_layout
 from contracts.api import WebhookRecord
-from contracts.events import TaskSubmitted, now_iso
+from contracts.events import TaskSubmitted, decode_event, now_iso, submitted
 from infra.objects import FileStore
 from infra.spool import LocalSpool
-from contracts.params import PARAMS_BY_TOOL
+from contracts.tools import SETTINGS_TOOLS, TOOLS
 from contracts.view import (
     INDEX_ALL,
     INDEX_PAGE_SIZE,
@@ -43,7 +43,6 @@ from services.gateway.viewcache import ViewCache
 
 log = structlog.get_logger("gateway")
 _webhook_decoder = msgspec.json.Decoder(WebhookRecord)
-_TOOLS = ("template", "feature", "surface", "chain")
 
 
 class Backend:
@@ -93,7 +92,7 @@ class Backend:
 
     def _adopt_settings(self, tool: str, revision: int, data: bytes | None) -> None:
         """Take a tool's defaults at ``revision`` unless newer ones are known (None: deleted)."""
-        cls = PARAMS_BY_TOOL.get(tool)
+        cls = TOOLS[tool].params if tool in SETTINGS_TOOLS else None
         if cls is None or revision < self._defaults.get(tool, (0, None))[0]:
             return
         try:
@@ -115,7 +114,7 @@ class Backend:
             deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, stream=f"KV_{names.SETTINGS_BUCKET}",
         )
         # The watcher's first deliveries are asynchronous: read the current values before serving.
-        for tool in PARAMS_BY_TOOL:
+        for tool in SETTINGS_TOOLS:
             try:
                 entry = await self._nats(lambda t=tool: self._tool_settings.get(t), "settings")
             except KeyNotFoundError:
@@ -147,18 +146,18 @@ class Backend:
 
     # --- tasks ---------------------------------------------------------------------------
 
-    async def submit(self, tool: str, params: dict, uploads: list[tuple[str, bytes]], images: bool) -> bytes:
+    async def submit(self, tool: str, params: msgspec.Struct, uploads: list[tuple[str, bytes]], images: bool) -> bytes:
         """Store the uploads, publish TaskSubmitted; the task's queued view as JSON."""
         uid = str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(uid=uid)
-        inputs = [f"uploads/{uid}/{name}" for name, _ in uploads]
+        inputs = [names.upload_path(uid, name) for name, _ in uploads]
         await asyncio.gather(*(
             self._nats(lambda p=path, d=data: self.files.put(p, d, local_copy=True), "upload")
             for path, (_, data) in zip(inputs, uploads)
         ))
-        event = TaskSubmitted(
-            uid=uid, tool=tool, params=params, input_files=inputs,
-            thumbnails=[f"thumbnails/{uid}/{name}" for name, _ in uploads] if images else [],
+        event = submitted(
+            tool, uid=uid, params=params, input_files=inputs,
+            thumbnails=[names.thumbnail_path(uid, name) for name, _ in uploads] if images else [],
         )
         ack = await nats_layout.publish_event(self._js, event, deadline=self._settings.broker_patience)
         data = view_encoder.encode(queued_view(event, seq=ack.seq))
@@ -180,15 +179,16 @@ class Backend:
             pass
         # Accepted by another gateway but not projected yet: answer from the event itself. One
         # literal subject per tool: the stream indexes those; a wildcard lookup would scan.
-        for tool in _TOOLS:
+        for tool in TOOLS:
             subject = names.event_subject(names.KIND_SUBMITTED, tool, uid)
             try:
                 msg = await self._nats(
                     lambda s=subject: self._js.get_msg(names.EVENT_STREAM, subject=s, direct=True), "event")
             except NotFoundError:
                 continue
-            event = msgspec.json.decode(msg.data, type=TaskSubmitted)
-            return view_encoder.encode(queued_view(event, seq=msg.seq))
+            event = decode_event(msg.data)
+            if isinstance(event, TaskSubmitted):
+                return view_encoder.encode(queued_view(event, seq=msg.seq))
         return None
 
     async def task_page(self, offset: int, limit: int, tool: str | None) -> tuple[int, list[bytes]]:
@@ -228,9 +228,10 @@ class Backend:
 
     # --- settings ------------------------------------------------------------------------
 
-    async def tool_settings(self, tool: str) -> msgspec.Struct:
+    def tool_settings(self, tool: str) -> msgspec.Struct:
+        """The tool's current defaults (kept in memory by the settings watcher)."""
         known = self._defaults.get(tool)
-        return known[1] if known is not None else PARAMS_BY_TOOL[tool]()
+        return known[1] if known is not None else TOOLS[tool].params()
 
     async def save_settings(self, tool: str, params: msgspec.Struct) -> None:
         data = msgspec.json.encode(params)

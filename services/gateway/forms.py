@@ -41,6 +41,12 @@ def _check_bounds(value: float, t: Any, loc: Loc, raw: Any) -> ErrorItem | None:
     return None
 
 
+def choices(values: Any) -> str:
+    """pydantic's wording of a choice: 'a', 'b' or 'c'."""
+    quoted = [f"'{v}'" for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
 def _number_syntax(text: str) -> bool:
     return len(text) <= _MAX_NUMBER_CHARS and _FLOAT_SYNTAX.fullmatch(text) is not None
 
@@ -80,9 +86,7 @@ def coerce(raw: Any, t: Any, loc: Loc) -> tuple[Any, ErrorItem | None]:
     if isinstance(t, mi.LiteralType):
         if text in t.values:
             return text, None
-        choices = [f"'{v}'" for v in t.values]
-        expected = ", ".join(choices[:-1]) + f" or {choices[-1]}"
-        return None, ErrorItem("enum", list(loc), f"Input should be {expected}", raw)
+        return None, ErrorItem("enum", list(loc), f"Input should be {choices(t.values)}", raw)
     raise TypeError(f"unsupported parameter type {t!r}")
 
 

@@ -13,21 +13,21 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 
 from contracts.api import ErrorItem, ToolSettings, WebhookIn, WebhookOut
-from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
+from contracts.tools import SETTINGS_TOOLS, TOOLS, Tool
 from contracts.view import TaskList
 from services.gateway.backend import Backend
 from services.gateway.budget import BudgetExhausted
 from services.gateway.errors import InvalidRequest
 from services.gateway.formdata import FormPart, MalformedForm, parse_form
 from services.gateway.paths import is_task_uid, stored_file
-from services.gateway.forms import validate_settings
+from services.gateway.forms import choices, validate_settings
 from services.gateway.settings import GatewaySettings
 from services.gateway.submissions import Upload, validate_submission
 
 log = structlog.get_logger("gateway")
 JSON = "application/json"
-_SUBMITTABLE = ("template",)
-_DOCUMENTED_TOOLS = (*PARAMS_BY_TOOL, "chain")  # every tool the API describes
+# Tools the registry describes whose runner has not landed in the matcher yet.
+NOT_YET = frozenset({"feature", "surface"})
 mimetypes.add_type("application/octet-stream", ".ply")
 
 
@@ -65,32 +65,37 @@ def _declared_size(request: Request, limit: int) -> int:
 
 @post("/api/v1/match/{tool:str}")
 async def submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
-    if tool not in _SUBMITTABLE:
-        # A tool the API documents but no matcher runs yet says so, rather than "unknown".
-        raise NotFoundException(detail=f"The '{tool}' tool is not available on this server yet"
-                                if tool in _DOCUMENTED_TOOLS else f"Unknown tool '{tool}'")
+    if tool in NOT_YET:
+        raise NotFoundException(detail=f"The '{tool}' tool is not available on this server yet")
+    spec = TOOLS.get(tool)
+    if spec is None:
+        raise NotFoundException(detail=f"Unknown tool '{tool}'")
     try:
         async with backend.body_budget.reserve(_declared_size(request, settings.max_upload_bytes), wait=10.0):
-            return await _submit(request, tool, backend, settings)
+            return await _submit(request, spec, backend, settings)
     except BudgetExhausted:
         raise HTTPException(status_code=429, detail="The server is busy with other uploads; retry in a few seconds",
                             headers={"Retry-After": "5"}) from None
 
 
-async def _submit(request: Request, tool: str, backend: Backend, settings: GatewaySettings) -> Response:
+async def _submit(request: Request, tool: Tool, backend: Backend, settings: GatewaySettings) -> Response:
     fields: dict[str, Any] = {}
     uploads: dict[str, Upload | str | None] = {}
+    file_fields = {slot.field for slot in tool.files}
     for part in await _form_parts(request):
-        if part.name not in FILE_FIELDS[tool]:
+        if part.name not in file_fields:
             fields[part.name] = part.value
         elif part.filename is not None and isinstance(part.value, bytes):
             uploads[part.name] = Upload(field=part.name, filename=part.filename, data=part.value)
         else:
             uploads[part.name] = part.value
-    defaults = await backend.tool_settings(tool)
-    accepted = validate_submission(tool, fields, uploads, defaults, max_pixels=settings.max_image_pixels)
-    data = await backend.submit(tool, accepted.params, accepted.files, accepted.images)
+    accepted = validate_submission(tool, fields, uploads, backend.tool_settings,
+                                   max_pixels=settings.max_image_pixels, unavailable=NOT_YET)
+    data = await backend.submit(tool.name, accepted.params, accepted.files, accepted.images)
     return _raw(data, 201)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits: int() also takes "٣" and "1_0"
 
 
 def _query_int(request: Request, name: str, default: int, lo: int, hi: int | None) -> tuple[int, ErrorItem | None]:
@@ -98,6 +103,8 @@ def _query_int(request: Request, name: str, default: int, lo: int, hi: int | Non
     if raw is None or raw == "":
         return default, None
     try:
+        if not _INTEGER.fullmatch(raw):
+            raise ValueError
         value = int(raw)
     except ValueError:
         return default, ErrorItem("int_parsing", ["query", name], "Input should be a valid integer, unable to parse string as an integer", raw)
@@ -115,8 +122,8 @@ async def list_tasks(request: Request, backend: Backend) -> Response:
     errors = [e for e in (e1, e2) if e is not None]
     tool = request.query_params.get("tool") or None
     status = request.query_params.get("status") or None
-    if tool is not None and tool not in _DOCUMENTED_TOOLS:
-        errors.append(ErrorItem("enum", ["query", "tool"], "Input should be 'template', 'feature', 'surface' or 'chain'", tool))
+    if tool is not None and tool not in TOOLS:
+        errors.append(ErrorItem("enum", ["query", "tool"], f"Input should be {choices(TOOLS)}", tool))
     if status is not None:
         errors.append(ErrorItem("value_error", ["query", "status"], "Filtering by status is not supported yet", status))
     if errors:
@@ -145,16 +152,15 @@ async def task_events(uid: str, backend: Backend) -> Response:
 
 
 def _tool_or_404(tool: str) -> type[msgspec.Struct]:
-    cls = PARAMS_BY_TOOL.get(tool)
-    if cls is None:
+    if tool not in SETTINGS_TOOLS:
         raise NotFoundException(detail=f"Unknown tool '{tool}'")
-    return cls
+    return TOOLS[tool].params
 
 
 @get("/api/v1/settings/{tool:str}")
 async def read_settings(tool: str, backend: Backend) -> Response:
     _tool_or_404(tool)
-    params = await backend.tool_settings(tool)
+    params = backend.tool_settings(tool)
     return _raw(msgspec.json.encode(ToolSettings(tool=tool, params=msgspec.to_builtins(params))))
 
 

@@ -1,18 +1,34 @@
-"""Validation of one submission (files and fields), pure: it returns what to store or the errors."""
+"""Validation of one submission (files and fields), pure: it returns what to store or the errors.
+
+Everything tool-specific comes from the registry (``contracts.tools``): which fields carry the
+files and what they must hold, the params and their ranges, and for a chain which tools may be
+steps. Every error found is reported at once, in the API's 422 shape.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import msgspec
 
 from contracts.api import ErrorItem
-from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
+from contracts.tools import (
+    IMAGE_FORMATS,
+    MAX_CHAIN_STEPS,
+    STEP_SPECS,
+    TEMPLATE,
+    TOOLS,
+    ChainParams,
+    FileKind,
+    Tool,
+    file_kind,
+    step_tools,
+)
 from services.gateway.errors import InvalidRequest
-from services.gateway.forms import distinct_names, parse_params, safe_filename
+from services.gateway.forms import choices, distinct_names, parse_params, safe_filename
 from services.gateway.imageinfo import ImageInfo, sniff_image
 
-IMAGE_FORMATS = "PNG, JPEG, BMP or TIFF"
+Defaults = Callable[[str], msgspec.Struct]  # a tool's current settings
 
 
 class Upload(msgspec.Struct, frozen=True):
@@ -22,9 +38,9 @@ class Upload(msgspec.Struct, frozen=True):
 
 
 class Accepted(msgspec.Struct, frozen=True):
-    params: dict[str, Any]
+    params: msgspec.Struct  # the tool's params, resolved
     files: list[tuple[str, bytes]]  # (safe name, bytes), in the tool's field order
-    images: bool
+    images: bool  # both files are images (they get thumbnails)
 
 
 def _check_image(upload: Upload, max_pixels: int) -> tuple[ImageInfo | None, ErrorItem | None]:
@@ -43,48 +59,121 @@ def _check_image(upload: Upload, max_pixels: int) -> tuple[ImageInfo | None, Err
     return info, None
 
 
+def _check_point_cloud(upload: Upload) -> ErrorItem | None:
+    loc = ["body", upload.field]
+    if not upload.data:
+        return ErrorItem("value_error", loc, "The uploaded file is empty", upload.filename)
+    if not upload.data.startswith(b"ply"):
+        return ErrorItem("value_error", loc, "The file is not a PLY point cloud", upload.filename)
+    return None
+
+
 _EXTENSIONS = {"png": (".png",), "jpeg": (".jpg", ".jpeg", ".jpe"), "bmp": (".bmp", ".dib"), "tiff": (".tif", ".tiff")}
 
 
-def _name_for(upload: Upload, info: ImageInfo | None) -> str:
+def _name_for(upload: Upload, info: ImageInfo | None, kind: FileKind) -> str:
     """A safe name whose extension tells the file's real format (downloads get the right type)."""
-    fallback = upload.field + (_EXTENSIONS[info.format][0] if info else ".ply")
-    name = safe_filename(upload.filename, fallback)
+    ext = _EXTENSIONS[info.format][0] if info else ".ply" if kind == "point_cloud" else ".bin"
+    name = safe_filename(upload.filename, upload.field + ext)
     if info is not None and not name.lower().endswith(_EXTENSIONS[info.format]):
         name = f"{name}{_EXTENSIONS[info.format][0]}"
+    elif kind == "point_cloud" and not name.lower().endswith(".ply"):
+        name = f"{name}.ply"
     return name
 
 
+def _steps(raw: Any, defaults: Defaults, unavailable: frozenset[str]) -> tuple[ChainParams | None, list[ErrorItem]]:
+    """A chain's ``steps`` field (a JSON array of {"tool", "params"}), each step validated like
+    its tool's own form fields, with the step's index in ``loc``."""
+    loc = ("body", "steps")
+    if raw is None or raw == "":
+        return None, [ErrorItem("missing", list(loc), "Field required", None)]
+    if not isinstance(raw, str):
+        return None, [ErrorItem("value_error", list(loc), "Expected a JSON array of steps", raw)]
+    try:
+        # Typed to one level: a step's params are flat, so nesting is refused, not recursed into.
+        steps = msgspec.json.decode(raw, type=list[dict[str, str | dict[str, str | int | float | bool | None]]])
+    except msgspec.ValidationError:
+        return None, [ErrorItem("value_error", list(loc),
+                                'Expected a JSON array of {"tool": ..., "params": {...}} objects', raw)]
+    except msgspec.DecodeError:
+        return None, [ErrorItem("json_invalid", list(loc), "Invalid JSON", raw)]
+    if not 1 <= len(steps) <= MAX_CHAIN_STEPS:
+        kind, msg = ("too_short", "should have at least 1 item") if not steps else ("too_long", f"should have at most {MAX_CHAIN_STEPS} items")
+        return None, [ErrorItem(kind, list(loc), f"List {msg} after validation, not {len(steps)}", len(steps))]
+    errors: list[ErrorItem] = []
+    specs = []
+    for index, step in enumerate(steps):
+        at = (*loc, index)
+        for key in step:
+            if key not in ("tool", "params"):
+                errors.append(ErrorItem("extra_forbidden", [*at, key], "Extra inputs are not permitted", step[key]))
+        name = step.get("tool")
+        if name is None:
+            errors.append(ErrorItem("missing", [*at, "tool"], "Field required", None))
+            continue
+        if not isinstance(name, str) or name not in STEP_SPECS or name in unavailable:
+            usable = [n for n in STEP_SPECS if n not in unavailable]
+            errors.append(ErrorItem("enum", [*at, "tool"], f"Input should be {choices(usable)}", name))
+            continue
+        given = step.get("params", {})
+        if not isinstance(given, dict):
+            errors.append(ErrorItem("dict_type", [*at, "params"], "Input should be a valid dictionary", given))
+            continue
+        params, step_errors = parse_params(TOOLS[name].params, given, defaults(name), (*at, "params"), forbid_unknown=True)
+        errors.extend(step_errors)
+        if params is not None:
+            specs.append(STEP_SPECS[name](params=params))
+    if errors:
+        return None, errors
+    return ChainParams(steps=specs), []
+
+
+def _params(tool: Tool, fields: Mapping[str, Any], defaults: Defaults,
+            unavailable: frozenset[str]) -> tuple[msgspec.Struct | None, list[ErrorItem]]:
+    if tool.params is ChainParams:
+        chain, errors = _steps(fields.get("steps"), defaults, unavailable)
+        if chain is not None and file_kind(tool, chain) is None:
+            kinds = ", ".join(f"step {i} ({t.name}) takes {t.files[0].kind.replace('_', ' ')}s"
+                              for i, t in enumerate(step_tools(chain), start=1))
+            return None, [ErrorItem("value_error", ["body", "steps"],
+                                    f"A chain's steps must all take the same kind of file: {kinds}", None)]
+        return chain, errors
+    return parse_params(tool.params, fields, defaults(tool.name))
+
+
 def validate_submission(
-    tool: str,
+    tool: Tool,
     fields: Mapping[str, Any],
     uploads: Mapping[str, Upload | str | None],
-    defaults: msgspec.Struct,
+    defaults: Defaults,
     *,
     max_pixels: int,
+    unavailable: frozenset[str] = frozenset(),
 ) -> Accepted:
     """The resolved params and safe file names, or ``InvalidRequest`` with every error found."""
-    errors: list[ErrorItem] = []
+    params, errors = _params(tool, fields, defaults, unavailable)
+    kind: FileKind = (file_kind(tool, params) if params is not None else None) or tool.files[0].kind
     checked: list[Upload] = []
     infos: dict[str, ImageInfo] = {}
-    for field in FILE_FIELDS[tool]:
-        upload = uploads.get(field)
+    for slot in tool.files:
+        upload = uploads.get(slot.field)
         if upload is None:
-            errors.append(ErrorItem("missing", ["body", field], "Field required", None))
+            errors.append(ErrorItem("missing", ["body", slot.field], "Field required", None))
             continue
         if not isinstance(upload, Upload):
-            errors.append(ErrorItem("value_error", ["body", field], "Expected an uploaded file", upload))
+            errors.append(ErrorItem("value_error", ["body", slot.field], "Expected an uploaded file", upload))
             continue
         checked.append(upload)
-        if tool != "surface":
+        if kind == "image":
             info, error = _check_image(upload, max_pixels)
-            if error is not None:
-                errors.append(error)
-            elif info is not None:
-                infos[field] = info
-    params, param_errors = parse_params(PARAMS_BY_TOOL[tool], fields, defaults)
-    errors.extend(param_errors)
-    if tool == "template" and len(infos) == 2:
+            if info is not None:
+                infos[slot.field] = info
+        else:
+            error = _check_point_cloud(upload)
+        if error is not None:
+            errors.append(error)
+    if tool is TEMPLATE and len(infos) == 2:
         image, template = infos["image"], infos["template"]
         if template.width > image.width or template.height > image.height:
             errors.append(ErrorItem(
@@ -93,12 +182,10 @@ def validate_submission(
                 f"({image.width}×{image.height})",
                 uploads["template"].filename,  # type: ignore[union-attr]
             ))
-    if errors:
+    # The order a client reads them in: files first, as the form lists them, then the fields.
+    errors.sort(key=lambda e: 0 if e.loc[1:2] and e.loc[1] in {s.field for s in tool.files} else 1)
+    if errors or params is None:
         raise InvalidRequest(errors)
     first, second = checked
-    names = distinct_names(_name_for(first, infos.get(first.field)), _name_for(second, infos.get(second.field)))
-    return Accepted(
-        params=msgspec.to_builtins(params),
-        files=[(names[0], first.data), (names[1], second.data)],
-        images=tool != "surface",
-    )
+    names = distinct_names(_name_for(first, infos.get(first.field), kind), _name_for(second, infos.get(second.field), kind))
+    return Accepted(params=params, files=[(names[0], first.data), (names[1], second.data)], images=kind == "image")

@@ -1,57 +1,64 @@
-"""What a worker process runs for one task: decode, match, render, encode. Pure of NATS."""
+"""What a worker process runs for one task: the tool's runner, its failures turned into answers.
+
+Pure of NATS: a ``Job`` (typed params and the two files' bytes) in, parts handed over as they
+come, a ``JobOutcome`` at the end.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Generator, Literal
 
-import cv2
 import msgspec
 
-from contracts.params import PARAMS_BY_TOOL
-from services.matcher.errors import InputError
-from services.matcher.parts import ResultFile, Stage
-from services.matcher.runners import RUNNERS
+from contracts.tools import TOOLS
+from services.matcher.chain import ChainFailed, run_chain
+from services.matcher.errors import user_error
+from services.matcher.parts import ResultFile, Stage, StepDone
+from services.matcher.runners import STEP_RUNNERS, Runner
+
+RUNNERS: dict[str, Runner] = {**STEP_RUNNERS, "chain": run_chain}
 
 
 class Job(msgspec.Struct, frozen=True):
     uid: str
     tool: str
-    params: dict[str, Any]
+    params: Any  # the tool's params struct (a dict is converted)
     inputs: list[tuple[str, bytes]]  # (form field, file bytes)
+    # A chain's steps an earlier attempt already recorded: it resumes after them.
+    done_steps: list[Any] = []
 
 
 class JobOutcome(msgspec.Struct, frozen=True):
     status: Literal["done", "error"]
-    result_data: dict[str, Any] = {}
+    result_data: Any = None  # the tool's result struct; for an error, what it got to (or None)
     files: list[tuple[str, bytes]] = []  # (file name under results/<uid>/, bytes)
     error: str | None = None
 
 
-# A job's steps yield each result file (and stage) as soon as it is there and return the outcome
-# (without the files it yielded): the matcher stores one file while the next is still being encoded.
-JobSteps = Generator[ResultFile | Stage, None, JobOutcome]
+# A job's steps hand over each part as soon as it is there and return the outcome (without the
+# files it yielded): the matcher stores one file while the next is still being encoded.
+JobSteps = Generator[ResultFile | Stage | StepDone, None, JobOutcome]
 
 
 def job_steps(job: Job) -> JobSteps:
     """Run one task step by step; bad input ends as an error outcome with a reason a user
     understands (files yielded before it are then not part of the result)."""
-    runner, params_type = RUNNERS.get(job.tool), PARAMS_BY_TOOL.get(job.tool)
-    if runner is None or params_type is None:
+    runner, tool = RUNNERS.get(job.tool), TOOLS.get(job.tool)
+    if runner is None or tool is None:
         return JobOutcome(status="error", error=f"The tool '{job.tool}' is not available on this matcher")
     try:
-        params = msgspec.convert(job.params, params_type)
+        params = job.params if isinstance(job.params, tool.params) else msgspec.convert(job.params, tool.params)
         (_, first), (_, second) = job.inputs
-        result = yield from runner(params, first, second)
-        return JobOutcome(status="done", result_data=msgspec.to_builtins(result))
-    except InputError as exc:
-        return JobOutcome(status="error", error=str(exc))
-    except msgspec.ValidationError as exc:
-        return JobOutcome(status="error", error=f"Invalid parameters: {exc}")
-    except cv2.error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        return JobOutcome(status="error", error=f"OpenCV could not process the input: {reason}")
-    except MemoryError:
-        return JobOutcome(status="error", error="The input is too large to process in memory")
+        resume = {"done": job.done_steps} if job.done_steps else {}
+        result = yield from runner(params, first, second, **resume)
+        return JobOutcome(status="done", result_data=result)
+    except ChainFailed as exc:
+        return JobOutcome(status="error", result_data=exc.progress, error=str(exc))
+    except Exception as exc:
+        reason = user_error(exc)
+        if reason is None:
+            raise
+        return JobOutcome(status="error", error=reason)
 
 
 def run_job(job: Job) -> JobOutcome:

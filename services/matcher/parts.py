@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -17,3 +19,10 @@ class Stage(msgspec.Struct, frozen=True):
     long jobs show it in the task view while they run."""
 
     name: str
+
+
+class StepDone(msgspec.Struct, frozen=True):
+    """A chain step ended; its files were handed over before it. ``record.result_files`` are
+    names relative to the task's results folder (the matcher makes them paths)."""
+
+    record: Any

@@ -34,6 +34,7 @@ def run_template(params: TemplateParams, image_bytes: bytes, template_bytes: byt
     return matching.result
 
 
-RUNNERS: dict[str, Runner] = {
+# The tools a chain may use as steps; ``jobs.RUNNERS`` adds the chain itself.
+STEP_RUNNERS: dict[str, Runner] = {
     "template": run_template,
 }

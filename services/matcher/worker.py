@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import msgspec
 import structlog
@@ -22,21 +23,34 @@ from nats.js.errors import NotFoundError
 from contracts import names
 from infra import nats_layout
 from contracts.events import (
+    UNREADABLE,
     AnyEvent,
+    StepCompleted,
     TaskFinished,
+    TaskProgressed,
     TaskStarted,
     TaskSubmitted,
     decode_event,
+    finished,
 )
 from infra.objects import FileStore
 from infra.spool import LocalSpool
-from contracts.params import FILE_FIELDS
+from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult
 from services.matcher.jobs import Job, JobOutcome, job_steps
-from services.matcher.parts import ResultFile, Stage
+from services.matcher.parts import ResultFile, Stage, StepDone
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
 from services.matcher.settings import MatcherSettings
 
 log = structlog.get_logger("matcher")
+
+
+class _MaxDeliveries(msgspec.Struct):
+    """The part of the server's MAX_DELIVERIES advisory we read."""
+
+    stream_seq: int
+
+
+_advisory = msgspec.json.Decoder(_MaxDeliveries)
 
 
 def consumer_config(settings: MatcherSettings) -> js_api.ConsumerConfig:
@@ -53,46 +67,79 @@ def consumer_config(settings: MatcherSettings) -> js_api.ConsumerConfig:
     )
 
 
-class _ResultUploads:
-    """A job's result files, each stored as soon as its worker hands it over: the larger one is
-    stored while the next is still being encoded."""
+def _located(result: Any, uid: str) -> Any:
+    """A chain's step files, named relative to the task's results folder, as download paths."""
+    if not isinstance(result, (ChainResult, ChainProgress)):
+        return result
+    return msgspec.structs.replace(result, steps=[_located_step(step, uid) for step in result.steps])
 
-    def __init__(self, files: FileStore, uid: str, *, replace: bool) -> None:
-        self._files = files
-        self._uid = uid
-        self._replace = replace  # a retried attempt overwrites what an earlier one stored
+
+def _located_step(record: Any, uid: str) -> Any:
+    paths = [name if name.startswith("results/") else names.result_path(uid, name) for name in record.result_files]
+    return msgspec.structs.replace(record, result_files=paths)
+
+
+class _Handover:
+    """What a job hands over while it runs: each result file is stored at once (the larger one
+    while the next is still being encoded); stages and finished chain steps become events, in
+    order, a step's only once the files handed over before it are stored."""
+
+    def __init__(self, matcher: "Matcher", event: TaskSubmitted, attempt: int, announced: asyncio.Future) -> None:
+        self._matcher = matcher
+        self._event = event
+        self._attempt = attempt
+        self._replace = attempt > 1  # a retried attempt overwrites what an earlier one stored
         self._paths: list[str] = []
         self._puts: list[asyncio.Future] = []
+        self._events: asyncio.Future = announced  # the last event publish; the next waits for it
 
-    def add(self, part: ResultFile | Stage) -> None:
-        if not isinstance(part, ResultFile):
-            return
-        path = f"results/{self._uid}/{part.name}"
-        self._paths.append(path)
-        self._puts.append(asyncio.ensure_future(nats_layout.retrying(
-            lambda: self._files.put(path, part.data, replace=self._replace), what="result")))
+    def add(self, part: ResultFile | Stage | StepDone) -> None:
+        event = self._event
+        if isinstance(part, ResultFile):
+            path = names.result_path(event.uid, part.name)
+            self._paths.append(path)
+            self._puts.append(asyncio.ensure_future(nats_layout.retrying(
+                lambda: self._matcher.files.put(path, part.data, replace=self._replace), what="result")))
+        elif isinstance(part, Stage):
+            self._then([], TaskProgressed(uid=event.uid, tool=event.tool, stage=part.name, attempt=self._attempt))
+        elif isinstance(part, StepDone):
+            step = StepCompleted(uid=event.uid, tool=event.tool, step=_located_step(part.record, event.uid))
+            self._then(list(self._puts), step)
+
+    def _then(self, files: list[asyncio.Future], event: AnyEvent) -> None:
+        previous = self._events
+
+        async def publish() -> None:
+            await previous
+            for outcome in await asyncio.gather(*files, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            await self._matcher.publish(event)
+
+        self._events = asyncio.ensure_future(publish())
 
     async def stored(self) -> list[str]:
-        """The stored files' paths once all are in; the first failure is raised."""
-        for outcome in await asyncio.gather(*self._puts, return_exceptions=True):
+        """The stored files' paths once all are in and every event is published; the first
+        failure is raised."""
+        for outcome in await asyncio.gather(*self._puts, self._events, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
         return self._paths
 
     async def settle(self, *, cancel: bool = False) -> None:
-        """The attempt failed: let the puts already under way end (or cancel them), whatever
-        they end with; the next attempt stores its own."""
+        """The attempt failed: let the work already under way end (or cancel it), whatever it
+        ends with; the next attempt stores its own."""
         if cancel:
-            for put in self._puts:
-                put.cancel()
-        await asyncio.gather(*self._puts, return_exceptions=True)
+            for future in (*self._puts, self._events):
+                future.cancel()
+        await asyncio.gather(*self._puts, self._events, return_exceptions=True)
 
 
 class Matcher:
     def __init__(self, nc: NATS, pool: WorkerPool, settings: MatcherSettings) -> None:
         self._nc = nc
         self._js = nc.jetstream()
-        self._files = FileStore(nc, LocalSpool.optional(settings.spool_dir, settings.spool_bytes))
+        self.files = FileStore(nc, LocalSpool.optional(settings.spool_dir, settings.spool_bytes))
         self._pool = pool
         self._settings = settings
 
@@ -116,7 +163,7 @@ class Matcher:
     async def _handle(self, msg: Msg) -> None:
         try:
             event = decode_event(msg.data)
-        except msgspec.ValidationError as exc:
+        except UNREADABLE as exc:
             log.warning("event_skipped", subject=msg.subject, reason=str(exc))
             await msg.term()
             return
@@ -144,7 +191,7 @@ class Matcher:
         # stored above and is only acknowledged (see _process), so the round trip buys nothing.
         await msg.ack()
         for path in event.input_files:  # the task is over: no attempt will read them again
-            self._files.drop_local_copy(path)
+            self.files.drop_local_copy(path)
         log.info("task_finished", status=finished.status, error=finished.error, **timings)
 
     async def _process(self, msg: Msg, event: TaskSubmitted, attempt: int) -> None:
@@ -156,8 +203,8 @@ class Matcher:
             log.info("task_already_finished")
             return
         if attempt > settings.max_attempts:
-            await self._finish(msg, event, TaskFinished(
-                uid=event.uid, tool=event.tool, status="error",
+            await self._finish(msg, event, finished(
+                event.tool, "error", uid=event.uid,
                 error=f"The task failed {settings.max_attempts} times: its input crashes or stalls the matcher",
             ))
             return
@@ -175,47 +222,73 @@ class Matcher:
     async def _run(self, msg: Msg, event: TaskSubmitted, attempt: int, announced: asyncio.Future) -> None:
         settings = self._settings
         t0 = time.perf_counter()
-        fields = list(FILE_FIELDS.get(event.tool, ("first", "second")))
-        blobs = await asyncio.gather(*(self._files.get(p) for p in event.input_files))
+        fields = [slot.field for slot in TOOLS[event.tool].files]
+        blobs, done_steps = await asyncio.gather(
+            asyncio.gather(*(self.files.get(p) for p in event.input_files)), self._recorded_steps(event, attempt))
         missing = [path for path, blob in zip(event.input_files, blobs) if blob is None]
         if missing:
             await announced
-            await self._finish(msg, event, TaskFinished(
-                uid=event.uid, tool=event.tool, status="error", error=f"Input file missing: {', '.join(missing)}",
+            await self._finish(msg, event, finished(
+                event.tool, "error", uid=event.uid, error=f"Input file missing: {', '.join(missing)}",
             ))
             return
         t1 = time.perf_counter()
-        job = Job(uid=event.uid, tool=event.tool, params=event.params, inputs=list(zip(fields, blobs)))
-        results = _ResultUploads(self._files, event.uid, replace=attempt > 1)
+        job = Job(uid=event.uid, tool=event.tool, params=event.params, inputs=list(zip(fields, blobs)),
+                  done_steps=done_steps)
+        handover = _Handover(self, event, attempt, announced)
         try:
             outcome: JobOutcome = await self._with_heartbeat(
-                msg, self._pool.run(job_steps, job, settings.task_timeout, on_part=results.add))
+                msg, self._pool.run(job_steps, job, settings.task_timeout, on_part=handover.add))
         except (WorkerCrashed, JobTimedOut) as exc:
-            await results.settle()
-            await announced
+            await handover.settle()
             reason = "crashed the matcher" if isinstance(exc, WorkerCrashed) else "ran too long"
             log.warning("task_attempt_failed", reason=str(exc))
             if attempt >= settings.max_attempts:
-                await self._finish(msg, event, TaskFinished(
-                    uid=event.uid, tool=event.tool, status="error",
+                await self._finish(msg, event, finished(
+                    event.tool, "error", uid=event.uid,
                     error=f"Processing {reason} on each of {attempt} attempts ({exc}); the input cannot be processed",
                 ))
             else:
                 await msg.nak(delay=settings.retry_delay)
             return
         except BaseException:
-            await results.settle(cancel=True)  # e.g. shutting down: the task is handed back
+            await handover.settle(cancel=True)  # e.g. shutting down: the task is handed back
             raise
         t2 = time.perf_counter()
         for name, data in outcome.files:
-            results.add(ResultFile(name, data))
-        paths, _ = await asyncio.gather(results.stored(), announced)
-        await self._finish(msg, event, TaskFinished(
-            uid=event.uid, tool=event.tool, status=outcome.status,
-            result_files=paths if outcome.status == "done" else [],
-            result_data=outcome.result_data, error=outcome.error,
+            handover.add(ResultFile(name, data))
+        paths = await handover.stored()
+        result = _located(outcome.result_data, event.uid)
+        if isinstance(result, (ChainResult, ChainProgress)):  # earlier attempts stored some of them
+            paths = [path for step in result.steps for path in step.result_files]
+        ending = {"result_data": result} if result is not None else {}
+        await self._finish(msg, event, finished(
+            event.tool, outcome.status, uid=event.uid, error=outcome.error,
+            result_files=paths if outcome.status == "done" else [], **ending,
         ), inputs_ms=round((t1 - t0) * 1000, 1), run_ms=round((t2 - t1) * 1000, 1),
             store_ms=round((time.perf_counter() - t2) * 1000, 1))
+
+    async def _recorded_steps(self, event: TaskSubmitted, attempt: int) -> list:
+        """A retried chain's steps that an earlier attempt recorded (it resumes after them)."""
+        if attempt == 1 or not isinstance(event.params, ChainParams):
+            return []
+        subject = names.event_subject(names.KIND_STEP_COMPLETED, event.tool, event.uid)
+        msgs = await nats_layout.retrying(lambda: nats_layout.direct_get_batch(
+            self._nc, names.EVENT_STREAM, subject, MAX_CHAIN_STEPS), what="steps")
+        steps = {}
+        for raw in msgs:
+            recorded = decode_event(raw.data)
+            if isinstance(recorded, StepCompleted):
+                steps[recorded.step.step] = recorded.step
+        # Only an unbroken run from step 1 can be resumed after.
+        run = []
+        for number in range(1, len(steps) + 1):
+            if number not in steps:
+                break
+            run.append(steps[number])
+        if run:
+            log.info("chain_resumed", after_step=len(run))
+        return run
 
     async def _already_finished(self, event: TaskSubmitted) -> bool:
         subject = names.event_subject(names.KIND_FINISHED, event.tool, event.uid)
@@ -247,12 +320,12 @@ class Matcher:
     async def _on_max_deliveries(self, advisory: Msg) -> None:
         """The server gave up on a task (every delivery died): record that it ended in error."""
         try:
-            seq = int(msgspec.json.decode(advisory.data)["stream_seq"])
+            seq = _advisory.decode(advisory.data).stream_seq
             raw = await self._js.get_msg(names.EVENT_STREAM, seq=seq, direct=True)
             event = decode_event(raw.data)
             if isinstance(event, TaskSubmitted):
-                await self.publish(TaskFinished(
-                    uid=event.uid, tool=event.tool, status="error",
+                await self.publish(finished(
+                    event.tool, "error", uid=event.uid,
                     error="The task could not be processed: every delivery of it was lost",
                 ))
                 log.warning("task_abandoned", uid=event.uid)

@@ -22,7 +22,7 @@ from nats.js.kv import KeyValue
 from contracts import names
 from infra import nats_layout
 from contracts.api import WebhookRecord
-from contracts.events import TaskFinished, WebhookAttempted, decode_event
+from contracts.events import UNREADABLE, TaskFinished, WebhookAttempted, decode_event
 from services.notifier.directory import WebhookDirectory
 from services.notifier.settings import NotifierSettings
 from services.notifier.signing import headers_for, payload_for, retry_delay
@@ -73,7 +73,8 @@ class Notifier:
     async def _handle(self, msg: Msg) -> None:
         try:
             event = decode_event(msg.data)
-        except msgspec.ValidationError:
+        except UNREADABLE as exc:
+            log.warning("event_skipped", subject=msg.subject, reason=str(exc))
             await msg.term()
             return
         if not isinstance(event, TaskFinished):

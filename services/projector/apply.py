@@ -8,20 +8,18 @@ event can never undo a newer state.
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
 from contracts.events import (
     TERMINAL_STATUSES,
     AnyEvent,
     StepCompleted,
     TaskFinished,
+    TaskProgressed,
     TaskStarted,
     TaskSubmitted,
     WebhookAttempted,
 )
-from contracts.view import INDEX_ALL, TaskView, queued_view, tool_index
+from contracts.tools import ChainParams, ChainProgress
+from contracts.view import INDEX_ALL, TaskView, moved, queued_view, tool_index
 
 
 def apply(view: TaskView | None, event: AnyEvent, seq: int) -> TaskView | None:
@@ -34,18 +32,15 @@ def apply(view: TaskView | None, event: AnyEvent, seq: int) -> TaskView | None:
         case _ if view is None or view.status in TERMINAL_STATUSES:
             return view
         case TaskStarted():
-            return msgspec.structs.replace(
-                view, status="processing", attempts=max(view.attempts, event.attempt),
-                updated_at=event.occurred_at, seq=seq,
-            )
+            return moved(view, "processing", attempts=max(view.attempts, event.attempt),
+                         updated_at=event.occurred_at, seq=seq)
+        case TaskProgressed():
+            return moved(view, "processing", stage=event.stage, updated_at=event.occurred_at, seq=seq)
         case StepCompleted():
             return _with_step(view, event, seq)
         case TaskFinished():
-            return msgspec.structs.replace(
-                view, status=event.status, result_files=list(event.result_files),
-                result_data=dict(event.result_data), error=event.error,
-                updated_at=event.occurred_at, seq=seq,
-            )
+            return moved(view, event.status, result_files=list(event.result_files), result_data=event.result_data,
+                         error=event.error, stage=None, updated_at=event.occurred_at, seq=seq)
         case WebhookAttempted():
             return view
     return view
@@ -53,21 +48,12 @@ def apply(view: TaskView | None, event: AnyEvent, seq: int) -> TaskView | None:
 
 def _with_step(view: TaskView, event: StepCompleted, seq: int) -> TaskView:
     """Chain progress: the steps completed so far appear while the chain runs."""
-    step: dict[str, Any] = {
-        "step": event.step, "tool": event.step_tool, "params": event.params, "status": event.status,
-        "found": event.found, "result_data": event.result_data, "result_files": event.result_files,
-    }
-    if event.error:
-        step["error"] = event.error
-    steps = [s for s in view.result_data.get("steps", []) if s.get("step") != event.step]
-    steps.append(step)
-    steps.sort(key=lambda s: s["step"])
-    files = [f for s in steps for f in s.get("result_files", [])]
-    data = {**view.result_data, "completed_step": max(s["step"] for s in steps), "steps": steps}
-    return msgspec.structs.replace(
-        view, status="processing", result_data=data, result_files=files,
-        updated_at=event.occurred_at, seq=seq,
-    )
+    done = view.result_data.steps if isinstance(view.result_data, ChainProgress) else []
+    steps = sorted([s for s in done if s.step != event.step.step] + [event.step], key=lambda s: s.step)
+    total = len(view.params.steps) if isinstance(view.params, ChainParams) else len(steps)
+    progress = ChainProgress(completed_step=max(s.step for s in steps), total_steps=total, steps=steps)
+    files = [f for s in steps for f in s.result_files]
+    return moved(view, "processing", result_data=progress, result_files=files, updated_at=event.occurred_at, seq=seq)
 
 
 def index_entries(event: AnyEvent) -> list[str]:

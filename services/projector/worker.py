@@ -23,8 +23,8 @@ from nats.js.kv import KeyValue
 
 from contracts import names
 from infra import nats_layout
-from contracts.events import AnyEvent, decode_event
-from contracts.view import TaskView, view_decoder, view_encoder
+from contracts.events import UNREADABLE, AnyEvent, decode_event
+from contracts.view import TaskView, decode_view, view_encoder
 from services.projector.apply import apply, index_entries
 from services.projector.index import TaskIndex
 from services.projector.settings import ProjectorSettings
@@ -149,7 +149,7 @@ class Projector:
         for seq, subject, data in events:
             try:
                 event = decode_event(data)
-            except msgspec.ValidationError as exc:
+            except UNREADABLE as exc:
                 log.warning("event_skipped", subject=subject, seq=seq, reason=str(exc))
                 continue
             by_uid[event.uid].append((event, seq))
@@ -196,7 +196,7 @@ class Projector:
             entry = await self._views.get(uid)
         except KeyNotFoundError:
             return None, 0
-        return view_decoder.decode(entry.value), entry.revision
+        return decode_view(entry.value), entry.revision
 
     async def _plan(self, uid: str, events: list[tuple[AnyEvent, int]]):
         """(old view, revision, new view, the submission that created the task in this batch)."""

@@ -9,6 +9,7 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from infra import nats_layout
+from tests import events as ev
 from contracts.view import INDEX_PAGE_SIZE, head_decoder, index_head_key, index_page_key, page_decoder
 from services.projector.index import TaskIndex
 
@@ -78,7 +79,7 @@ async def test_the_gateway_lists_from_an_older_head_too(private_nats):
         js = client.jetstream()
         uids = [str(uuid.uuid4()) for _ in range(3)]
         for uid in uids:  # not projected: the gateway answers them from the events themselves
-            event = TaskSubmitted(uid=uid, tool="chain", params={}, input_files=[])
+            event = ev.chain_submitted(uid)
             await js.publish(subject_of(event), encode_event(event))
         index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, 1)
         await index_kv.put(index_page_key("tool-chain", 0), msgspec.json.encode(uids))

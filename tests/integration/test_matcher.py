@@ -9,6 +9,7 @@ import msgspec
 
 from contracts import names
 from infra import nats_layout
+from tests import events as ev
 from contracts.events import TaskFinished, TaskSubmitted
 from services.matcher.settings import MatcherSettings
 from services.matcher.worker import consumer_config, serve
@@ -20,8 +21,8 @@ async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_reru
     js = client.jetstream()
     settings = MatcherSettings(nats_url=server.url, workers=1, ack_wait=1.0, name="test")
     uid = str(uuid.uuid4())
-    for event in (TaskSubmitted(uid=uid, tool="template", params={}, input_files=[f"uploads/{uid}/gone.png"]),
-                  TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1})):
+    for event in (ev.submitted(uid, [f"uploads/{uid}/gone.png"]),
+                  ev.done(uid)):
         await nats_layout.publish_event(js, event)
     # The first delivery went to a matcher that finished the task, but its ack was lost.
     await nats_layout.declare_consumer(js, consumer_config(settings))

@@ -12,8 +12,9 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import names
 from infra import nats_layout
+from tests import events as ev
 from contracts.events import TaskFinished, TaskStarted, TaskSubmitted, encode_event, subject_of
-from contracts.view import head_decoder, index_head_key, view_decoder, view_encoder
+from contracts.view import decode_view, head_decoder, index_head_key, view_encoder
 from services.projector.apply import apply
 from services.projector.settings import ProjectorSettings
 from services.projector.worker import consumer_config, rebuild, serve
@@ -29,13 +30,13 @@ async def test_replays_and_duplicates_change_nothing(nats_server, nc):
     js = nc.jetstream()
     settings = ProjectorSettings(nats_url=nats_server.url)
     uid = str(uuid.uuid4())
-    submitted = TaskSubmitted(uid=uid, tool="template", params={"threshold": 0.8}, input_files=["uploads/x"])
-    finished = TaskFinished(uid=uid, tool="template", status="done", result_data={"matches_found": 2})
+    submitted = ev.submitted(uid, ["uploads/x"], threshold=0.8)
+    finished = ev.done(uid)
     for event in (submitted, TaskStarted(uid=uid, tool="template", worker="w"), finished):
         await _publish(js, event)
     # The same facts again, as a retried publisher past the duplicate window would send them.
     await _publish(js, TaskStarted(uid=uid, tool="template", worker="w", attempt=2))
-    await _publish(js, TaskFinished(uid=uid, tool="template", status="error", error="late"))
+    await _publish(js, ev.failed(uid, "late"))
     await _publish(js, submitted)
 
     stop = asyncio.Event()
@@ -45,7 +46,7 @@ async def test_replays_and_duplicates_change_nothing(nats_server, nc):
 
     async def view():
         try:
-            return view_decoder.decode((await views.get(uid)).value)
+            return decode_view((await views.get(uid)).value)
         except KeyNotFoundError:
             return None
 
@@ -58,7 +59,7 @@ async def test_replays_and_duplicates_change_nothing(nats_server, nc):
         return v if v and info.num_pending == 0 and info.num_ack_pending == 0 else None
 
     first = await wait_until(settled)
-    assert first.status == "done" and first.result_data == {"matches_found": 2} and first.attempts == 1
+    assert first.status == "done" and first.result_data == ev.RESULT and first.attempts == 1
     count = head_decoder.decode((await index.get(index_head_key("all"))).value).count
     assert count == 1  # submitted twice, listed once
 
@@ -84,8 +85,8 @@ async def test_events_lost_in_transit_are_read_from_the_stream_before_the_ack(na
 
     js = nc.jetstream()
     uids = [str(uuid.uuid4()) for _ in range(3)]
-    acks = [await _publish(js, TaskSubmitted(uid=uid, tool="template", params={}, input_files=[])) for uid in uids]
-    acks.append(await _publish(js, TaskFinished(uid=uids[0], tool="template", status="done", result_data={"n": 1})))
+    acks = [await _publish(js, ev.submitted(uid)) for uid in uids]
+    acks.append(await _publish(js, ev.done(uids[0])))
     first = acks[0].seq
     views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
     index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET)
@@ -103,8 +104,8 @@ async def test_events_lost_in_transit_are_read_from_the_stream_before_the_ack(na
     projector._next_seq = first  # everything before was projected
     await projector._project_batch(delivered[-1:])
     for uid in uids:
-        assert view_decoder.decode((await views.get(uid)).value).uid == uid
-    assert view_decoder.decode((await views.get(uids[0])).value).status == "done"
+        assert decode_view((await views.get(uid)).value).uid == uid
+    assert decode_view((await views.get(uids[0])).value).status == "done"
     assert head_decoder.decode((await index_kv.get(index_head_key("all"))).value).count == listed + 3
     assert projector._next_seq == acks[-1].seq + 1
 
@@ -113,7 +114,7 @@ async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(private_na
     server, client = private_nats
     js = client.jetstream()
     early, late = str(uuid.uuid4()), str(uuid.uuid4())
-    await _publish(js, TaskSubmitted(uid=early, tool="template", params={}, input_files=[]))
+    await _publish(js, ev.submitted(early))
     # An earlier projector's pull consumer, which had projected that first event.
     await js.add_consumer(names.EVENT_STREAM, js_api.ConsumerConfig(
         durable_name="projector", filter_subject=names.EVENT_SUBJECTS, ack_policy=js_api.AckPolicy.ALL))
@@ -121,7 +122,7 @@ async def test_an_older_pull_consumer_is_replaced_where_it_had_got_to(private_na
     (msg,) = await old.fetch(1, timeout=5)
     await msg.ack_sync()
     await old.unsubscribe()
-    late_ack = await _publish(js, TaskSubmitted(uid=late, tool="template", params={}, input_files=[]))
+    late_ack = await _publish(js, ev.submitted(late))
 
     stop = asyncio.Event()
     runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
@@ -154,10 +155,10 @@ async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(pri
     server, client = private_nats
     js = client.jetstream()
     uid = str(uuid.uuid4())
-    submitted = TaskSubmitted(uid=uid, tool="template", params={}, input_files=[])
+    submitted = ev.submitted(uid)
     started = TaskStarted(uid=uid, tool="template", worker="w", attempt=1)
     acks = [await _publish(js, e) for e in (submitted, started)]
-    await _publish(js, TaskFinished(uid=uid, tool="template", status="done", result_data={"n": 1}))
+    await _publish(js, ev.done(uid))
     # The dead projector: all three delivered to it, none acknowledged, the view written as
     # far as the second (what its own apply made of them).
     await nats_layout.declare_consumer(js, consumer_config())
@@ -176,7 +177,7 @@ async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(pri
     runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
 
     async def ended():
-        current = view_decoder.decode((await views.get(uid)).value)
+        current = decode_view((await views.get(uid)).value)
         return current if current.status == "done" else None
 
     try:
@@ -184,4 +185,4 @@ async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(pri
     finally:
         stop.set()
         await runner
-    assert final.result_data == {"n": 1}
+    assert final.result_data == ev.RESULT

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from services.matcher.jobs import Job, JobOutcome, ResultFile, job_steps, run_job
+from services.matcher.jobs import Job, JobOutcome, job_steps, run_job
+from services.matcher.parts import ResultFile
 
 from tests.unit.test_template import PASTES, T, _scene
 
@@ -36,7 +37,7 @@ def test_steps_hand_over_the_larger_image_first_then_the_outcome() -> None:
     drawn = cv2.imdecode(np.frombuffer(parts[0].data, np.uint8), cv2.IMREAD_COLOR)
     assert drawn.shape == scene.shape
     assert outcome.status == "done" and outcome.files == []
-    found = {(m["x"], m["y"]) for m in outcome.result_data["matches"]}
+    found = {(m.x, m.y) for m in outcome.result_data.matches}
     assert set(PASTES) <= found
 
 
@@ -47,7 +48,7 @@ def test_run_job_gives_the_same_result_with_every_file() -> None:
     whole = run_job(job)
     assert whole.result_data == stepped.result_data
     assert whole.files == [(p.name, p.data) for p in parts]
-    assert all((m["w"], m["h"]) == (T, T) for m in whole.result_data["matches"])
+    assert all((m.w, m.h) == (T, T) for m in whole.result_data.matches)
 
 
 def test_bad_input_ends_in_an_error_outcome_without_files() -> None:
@@ -59,5 +60,5 @@ def test_bad_input_ends_in_an_error_outcome_without_files() -> None:
 
 
 def test_an_unknown_tool_is_an_error_outcome() -> None:
-    outcome = run_job(Job(uid="u2", tool="surface", params={}, inputs=[]))
-    assert outcome.status == "error" and "surface" in (outcome.error or "")
+    outcome = run_job(Job(uid="u2", tool="teleport", params={}, inputs=[]))
+    assert outcome.status == "error" and "teleport" in (outcome.error or "")
