@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -90,6 +91,34 @@ def test_matcher_killed_mid_task_is_redelivered(split_system, slow_pair):
         assert (task["result_data"]["matches"][0]["x"], task["result_data"]["matches"][0]["y"]) == (2000, 1000)
         events = api.http.get(f"{api.base}/api/v1/tasks/{uid}/events").json()
         assert [e["type"] for e in events] == ["task.submitted", "task.started", "task.started", "task.finished"]
+    finally:
+        survivor.stop()
+
+
+def test_a_chain_retried_after_a_crash_resumes_after_its_recorded_steps(split_system, slow_pair):
+    api, env, root = split_system
+    doomed = Service(["matcher"], env, root / "matcher-chain-a.log").start()
+    # Both steps take seconds on the 12 MP colour photo; the JPEG'd photo never scores a perfect 1.0.
+    steps = [{"tool": "template", "params": {"threshold": 1.0, "use_grayscale": False}},
+             {"tool": "template", "params": {"threshold": 0.5, "use_grayscale": False}}]
+    files = {"image": ("photo.jpg", slow_pair[0]), "template": ("crop.png", slow_pair[1])}
+    uid = api.http.post(f"{api.base}/api/v1/match/chain", files=files, data={"steps": json.dumps(steps)}).json()["uid"]
+    wait_for(lambda: api.task(uid)["result_data"].get("completed_step") == 1, timeout=120,
+             what="the first step to be recorded")
+    doomed.kill()  # in the middle of step 2
+    survivor = Service(["matcher"], env, root / "matcher-chain-b.log").start()
+    try:
+        task = api.wait_done(uid, timeout=120)
+        assert task["status"] == "done" and task["attempts"] == 2, task
+        assert (task["result_data"]["chain_result"], task["result_data"]["completed_step"]) == ("found", 2)
+        events = api.http.get(f"{api.base}/api/v1/tasks/{uid}/events").json()
+        assert [(e["type"], e.get("step", {}).get("step")) for e in events] == [
+            ("task.submitted", None), ("task.started", None), ("task.step_completed", 1),
+            ("task.started", None), ("task.step_completed", 2), ("task.finished", None)]
+        lines = [json.loads(line) for line in (root / "matcher-chain-b.log").read_text().splitlines()
+                 if line.startswith("{")]
+        resumed = [line for line in lines if line.get("event") == "chain_resumed"]
+        assert [(line["uid"], line["after_step"]) for line in resumed] == [(uid, 1)]  # step 1 was not run again
     finally:
         survivor.stop()
 
