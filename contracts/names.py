@@ -23,7 +23,8 @@ DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
 FILES_BUCKET = "aerovision-files"
 
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
-MATCHER_CONSUMER = "matcher"
+MATCHER_CONSUMER = "matcher"  # the fast lane's; the slow lane's is "matcher-slow"
+MATCHER_CONSUMERS = {"fast": MATCHER_CONSUMER, "slow": "matcher-slow"}
 # The projector's consumer pushes to a fixed subject (outside the event subjects): a pull
 # consumer costs a request and a status message per batch, twice the traffic of the events.
 PROJECTOR_CONSUMER = "projector-push"
@@ -40,6 +41,11 @@ def event_subject(kind: str, tool: str, uid: str) -> str:
 def kind_filter(kind: str) -> str:
     """Subject filter matching every event of one kind."""
     return f"{EVENT_PREFIX}.{kind}.>"
+
+
+def tool_filter(kind: str, tool: str) -> str:
+    """Subject filter matching every event of one kind of one tool."""
+    return f"{EVENT_PREFIX}.{kind}.{tool}.*"
 
 
 def task_filter(uid: str) -> str:

@@ -219,9 +219,15 @@ async def consume(psub, handle: Callable[[object], Awaitable[None]], *, concurre
     seconds and cancel the rest (handlers hand their message back when cancelled)."""
     slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task] = set()
+    stopping = asyncio.ensure_future(stop.wait())
     try:
         while not stop.is_set():
-            await slots.acquire()
+            # Waiting for a free slot must not outlast a stop (every handler may run for minutes).
+            slot = asyncio.ensure_future(slots.acquire())
+            await asyncio.wait({slot, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not slot.done():
+                slot.cancel()
+                break
             try:
                 msgs = await psub.fetch(1, timeout=1.0)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
@@ -237,6 +243,7 @@ async def consume(psub, handle: Callable[[object], Awaitable[None]], *, concurre
                 running.add(task)
                 task.add_done_callback(lambda t: (running.discard(t), slots.release()))
     finally:
+        stopping.cancel()
         # Messages left in a pull subscription's queue would stall drain() for 30 s.
         await psub.unsubscribe()
         if running:

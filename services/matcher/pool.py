@@ -49,8 +49,12 @@ def prepare_worker_process() -> None:
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, nice: int = 0) -> None:
     die_with_parent(signal.SIGKILL)  # no orphaned workers if the matcher is killed
+    if nice:
+        # A slow lane's workers yield the CPU to the fast lane's: seconds-long jobs never make a
+        # millisecond one wait for a core (the kernel weighs nice 10 at about a tenth of nice 0).
+        os.nice(nice)
     # The parent decides when we stop: Ctrl-C reaches the whole process group, and systemd or a
     # killpg sends SIGTERM to every process; a worker dying with it would cost the task in hand
     # an attempt (a crash) during what should be a graceful stop. The parent started us with
@@ -98,12 +102,12 @@ def _widen(sock: socket.socket) -> None:
 class _Worker:
     """One worker process and the parent's end of its socket pair, read and written by the loop."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, nice: int) -> None:
         self._sock, theirs = socket.socketpair()  # what ctx.Pipe(duplex=True) makes on Unix
         _widen(self._sock)
         _widen(theirs)
         child = Connection(theirs.detach())  # the worker speaks multiprocessing's framing
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, nice), daemon=True)
         # The child inherits the blocked mask through fork and exec (see _worker_main); ours is
         # restored at once, and a signal that came meanwhile is delivered to us then.
         unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
@@ -159,14 +163,15 @@ def _no_parts(part: Any) -> None:
 
 
 class WorkerPool:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, nice: int = 0) -> None:
         self.size = size
+        self._nice = nice
         self._ctx = mp.get_context("spawn")  # fork after asyncio/NATS threads is unsafe
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._ctx)
+        worker = _Worker(self._ctx, self._nice)
         self._all.add(worker)
         return worker
 

@@ -11,7 +11,11 @@ import msgspec
 class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     replicas: int = 1
-    workers: int = 0  # worker processes; 0 = one per core
+    workers: int = 0  # worker processes of the fast lane; 0 = one per core
+    # The slow lane (surface matching, chains with surface steps): its own processes, at a lower
+    # CPU priority, so seconds-long jobs never hold up the fast lane (docs/architecture.md).
+    slow_workers: int = 1  # from the environment: half the cores, at least one
+    slow_nice: int = 10
     # Deliveries of one task before it ends in error (an input that crashes or hangs a worker).
     max_attempts: int = 3
     task_timeout: float = 300.0
@@ -27,11 +31,15 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls) -> "MatcherSettings":
         env, d = os.environ, cls()
-        workers = int(env.get("AEROVISION_MATCHER_WORKERS", 0)) or (os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+        workers = int(env.get("AEROVISION_MATCHER_WORKERS", 0)) or cores
+        slow_workers = int(env.get("AEROVISION_SLOW_WORKERS", 0)) or max(1, cores // 2)
         return cls(
             nats_url=env.get("NATS_URL", d.nats_url),
             replicas=int(env.get("AEROVISION_REPLICAS", d.replicas)),
             workers=workers,
+            slow_workers=slow_workers,
+            slow_nice=int(env.get("AEROVISION_SLOW_NICE", d.slow_nice)),
             max_attempts=int(env.get("AEROVISION_MAX_ATTEMPTS", d.max_attempts)),
             task_timeout=float(env.get("AEROVISION_TASK_TIMEOUT", d.task_timeout)),
             ack_wait=float(env.get("AEROVISION_ACK_WAIT", d.ack_wait)),

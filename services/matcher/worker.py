@@ -35,7 +35,7 @@ from contracts.events import (
 )
 from infra.objects import FileStore
 from infra.spool import LocalSpool
-from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult
+from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult, Lane, lane_of
 from services.matcher.jobs import Job, JobOutcome, job_steps
 from services.matcher.parts import ResultFile, Stage, StepDone
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool
@@ -53,10 +53,13 @@ class _MaxDeliveries(msgspec.Struct):
 _advisory = msgspec.json.Decoder(_MaxDeliveries)
 
 
-def consumer_config(settings: MatcherSettings) -> js_api.ConsumerConfig:
+def consumer_config(settings: MatcherSettings, lane: Lane = "fast") -> js_api.ConsumerConfig:
+    """The durable consumer of one lane: the submissions of the tools the registry puts in it
+    (a chain goes by its own lane; one with slow steps then runs in the slow pool)."""
+    tools = [name for name, tool in TOOLS.items() if tool.lane == lane]
     return js_api.ConsumerConfig(
-        durable_name=names.MATCHER_CONSUMER,
-        filter_subject=names.kind_filter(names.KIND_SUBMITTED),
+        durable_name=names.MATCHER_CONSUMERS[lane],
+        filter_subjects=[names.tool_filter(names.KIND_SUBMITTED, tool) for tool in tools],
         deliver_policy=js_api.DeliverPolicy.ALL,
         ack_policy=js_api.AckPolicy.EXPLICIT,
         ack_wait=settings.ack_wait,
@@ -136,27 +139,35 @@ class _Handover:
 
 
 class Matcher:
-    def __init__(self, nc: NATS, pool: WorkerPool, settings: MatcherSettings) -> None:
+    def __init__(self, nc: NATS, pools: dict[Lane, WorkerPool], settings: MatcherSettings) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self.files = FileStore(nc, LocalSpool.optional(settings.spool_dir, settings.spool_bytes))
-        self._pool = pool
+        self._pools = pools
         self._settings = settings
 
     async def publish(self, event: AnyEvent) -> None:
         await nats_layout.publish_event(self._js, event, deadline=60)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await nats_layout.declare_consumer(self._js, consumer_config(self._settings))
-        psub = await self._js.pull_subscribe_bind(durable=names.MATCHER_CONSUMER, stream=names.EVENT_STREAM)
+        lanes: list[Lane] = ["fast", "slow"]
+        subscriptions = []
+        for lane in lanes:
+            await nats_layout.declare_consumer(self._js, consumer_config(self._settings, lane))
+            subscriptions.append(await self._js.pull_subscribe_bind(
+                durable=names.MATCHER_CONSUMERS[lane], stream=names.EVENT_STREAM))
         advisories = await self._nc.subscribe(
-            f"{names.MAX_DELIVERIES_ADVISORY}.{names.EVENT_STREAM}.{names.MATCHER_CONSUMER}",
+            f"{names.MAX_DELIVERIES_ADVISORY}.{names.EVENT_STREAM}.*",
             queue="aerovision-matcher", cb=self._on_max_deliveries,
         )
-        log.info("matcher_started", workers=self._pool.size, name=self._settings.name)
+        log.info("matcher_started", name=self._settings.name,
+                 **{f"{lane}_workers": pool.size for lane, pool in self._pools.items()})
         try:
-            # Fetch only what can start soon: one job per worker running, one waiting.
-            await nats_layout.consume(psub, self._handle, concurrency=self._pool.size * 2, stop=stop, grace=10.0)
+            # Each lane fetches only what can start soon: one job per worker running, one waiting.
+            await asyncio.gather(*(
+                nats_layout.consume(psub, self._handle, concurrency=self._pools[lane].size * 2, stop=stop, grace=10.0)
+                for lane, psub in zip(lanes, subscriptions)
+            ))
         finally:
             await advisories.unsubscribe()
 
@@ -238,7 +249,8 @@ class Matcher:
         handover = _Handover(self, event, attempt, announced)
         try:
             outcome: JobOutcome = await self._with_heartbeat(
-                msg, self._pool.run(job_steps, job, settings.task_timeout, on_part=handover.add))
+                msg, self._pools[lane_of(TOOLS[event.tool], event.params)].run(
+                    job_steps, job, settings.task_timeout, on_part=handover.add))
         except (WorkerCrashed, JobTimedOut) as exc:
             await handover.settle()
             reason = "crashed the matcher" if isinstance(exc, WorkerCrashed) else "ran too long"
@@ -334,15 +346,20 @@ class Matcher:
 
 
 async def serve(settings: MatcherSettings, stop: asyncio.Event) -> None:
-    """Composition root of a matcher replica: pool, connection, consumer; drains on ``stop``."""
-    pool = WorkerPool(settings.workers)
-    await pool.start()
+    """Composition root of a matcher replica: the lanes' pools, connection, consumers; drains on ``stop``."""
+    pools: dict[Lane, WorkerPool] = {
+        "fast": WorkerPool(settings.workers),
+        "slow": WorkerPool(settings.slow_workers, nice=settings.slow_nice),
+    }
+    for pool in pools.values():
+        await pool.start()
     nc = await nats_layout.connect(settings.nats_url, f"aerovision-matcher-{settings.name}")
     try:
         js = nc.jetstream()
         await nats_layout.declare_event_stream(js, settings.replicas)
         await nats_layout.declare_files_bucket(js, settings.replicas)
-        await Matcher(nc, pool, settings).run(stop)
+        await Matcher(nc, pools, settings).run(stop)
     finally:
         await nc.drain()
-        await pool.close()
+        for pool in pools.values():
+            await pool.close()

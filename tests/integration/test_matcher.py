@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import msgspec
+from nats.js import api as js_api
 
 from contracts import names
 from infra import nats_layout
@@ -45,3 +46,31 @@ async def test_a_task_whose_ack_was_lost_after_it_ended_is_acknowledged_not_reru
         await runner
     events = await nats_layout.direct_get_batch(client, names.EVENT_STREAM, names.task_filter(uid), 100)
     assert [msgspec.json.decode(m.data)["type"] for m in events] == ["task.submitted", "task.finished"]
+
+
+async def test_each_lane_has_its_consumer_and_an_older_one_is_narrowed(private_nats):
+    server, client = private_nats
+    js = client.jetstream()
+    # What a matcher before the lanes declared: every submission through one consumer.
+    await js.add_consumer(names.EVENT_STREAM, config=js_api.ConsumerConfig(
+        durable_name=names.MATCHER_CONSUMER, filter_subject=names.kind_filter(names.KIND_SUBMITTED),
+        ack_policy=js_api.AckPolicy.EXPLICIT))
+    settings = MatcherSettings(nats_url=server.url, workers=1, slow_workers=1, name="lanes")
+    stop = asyncio.Event()
+    runner = asyncio.create_task(serve(settings, stop))
+
+    async def both_declared():
+        try:
+            return [await js.consumer_info(names.EVENT_STREAM, name) for name in names.MATCHER_CONSUMERS.values()]
+        except Exception:
+            return None
+
+    try:
+        fast, slow = await wait_until(both_declared, timeout=20, what="both lanes' consumers")
+    finally:
+        stop.set()
+        await runner
+    prefix = f"{names.EVENT_PREFIX}.{names.KIND_SUBMITTED}"
+    assert sorted(fast.config.filter_subjects) == sorted(f"{prefix}.{tool}.*" for tool in ("template", "feature", "chain"))
+    assert not fast.config.filter_subject
+    assert slow.config.filter_subjects == [f"{prefix}.surface.*"]
