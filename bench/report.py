@@ -139,10 +139,12 @@ def render(res: dict[str, Any]) -> str:
     ls = res.get("list")
     if ls:
         rows = [[f"TASK LIST GET /api/v1/tasks?limit=50 ({ls['tasks']:,} tasks)", "cold p50/p95 ms", "warm p50/p95 ms"]]
-        for t in ls["by_offset"]["cold"]:
-            c, w = ls["by_offset"]["cold"][t], ls["by_offset"]["warm"][t]
-            rows.append([f"  offset {int(t):,} (+{c['n']} pages near it)", f"{_f(c['p50_ms'])} / {_f(c['p95_ms'])}",
-                         f"{_f(w['p50_ms'])} / {_f(w['p95_ms'])}"])
+        for query, by_offset in ls["by_query"].items():
+            rows.append([f"  {query}", "", ""])
+            for t in by_offset["cold"]:
+                c, w = by_offset["cold"][t], by_offset["warm"][t]
+                rows.append([f"    offset {int(t):,} (+{c['n']} pages near it)", f"{_f(c['p50_ms'])} / {_f(c['p95_ms'])}",
+                             f"{_f(w['p50_ms'])} / {_f(w['p95_ms'])}"])
         rows.append(["gateway / nats-server CPU ms per request", f"{_f(ls['gateway_cpu_ms_per_req'], 2)} / {_f(ls['nats_cpu_ms_per_req'], 2)}", ""])
         s = ls["seed"]
         rows.append(["seeding: published / projected after s", f"{_f(s['publish_s'])} / {_f(s['projected_s'])}", ""])

@@ -438,19 +438,21 @@ def run_list(workdir: Path, tasks: int, pages: int, log_level: str | None) -> di
         log(f"  seeded: published in {seeded['publish_s']} s, projected after {seeded['projected_s']} s")
         services = system.services()
         before = procs.snapshot(services)
-        m = listbench.measure(system.base, seeded["index_total"], pages)
+        measured = listbench.measure_all(system.base, pages)
         after = procs.snapshot(services)
         cpu = procs.cpu_delta(before, after)
-        n_req = sum(len(v) for d in m["lat_s"].values() for v in d.values())
-        summary = {}
-        for phase, d in m["lat_s"].items():
-            summary[phase] = {t: {"p50_ms": ms(pct(v, 50)), "p95_ms": ms(pct(v, 95)), "n": len(v)} for t, v in d.items()}
-        return {"tasks": tasks, "seed": seeded, "by_offset": summary, "errors": m["errors"],
-                "error_examples": m["error_examples"], "requests": n_req,
+        n_req = sum(len(v) for m in measured.values() for d in m["lat_s"].values() for v in d.values())
+        queries = {}
+        for name, m in measured.items():
+            queries[name] = {phase: {t: {"p50_ms": ms(pct(v, 50)), "p95_ms": ms(pct(v, 95)), "n": len(v)}
+                                     for t, v in d.items()} for phase, d in m["lat_s"].items()}
+        errors = [e for m in measured.values() for e in m["error_examples"]]
+        return {"tasks": tasks, "seed": seeded, "by_query": queries, "errors": sum(m["errors"] for m in measured.values()),
+                "error_examples": errors[:5], "requests": n_req,
                 "gateway_cpu_ms_per_req": ms(cpu["gateway"]["total"]) / n_req if n_req else float("nan"),
                 "nats_cpu_ms_per_req": ms(cpu["nats-server"]["total"]) / n_req if n_req else float("nan"),
-                "worst_p95_ms": max(x["p95_ms"] for d in summary.values() for x in d.values()),
-                "restarted": system.restarted(), "raw": m}
+                "worst_p95_ms": max(x["p95_ms"] for q in queries.values() for d in q.values() for x in d.values()),
+                "restarted": system.restarted(), "raw": measured}
     finally:
         system.stop()
 

@@ -1,6 +1,7 @@
 """Seed the task view with many finished tasks, fast: publish TaskSubmitted + TaskFinished events
 straight to the event stream (as the gateway and the matcher would) and let the real projector
-build the view and the task-list index.
+build the view and the task-list indexes. One task in ten ends in error, so ``?status=error``
+pages are sparse and ``?status=done`` dense.
 
     .venv/bin/python -m bench.seed --nats nats://127.0.0.1:4222 --count 100000
 
@@ -18,26 +19,30 @@ import uuid
 
 from contracts import names
 from infra import nats_layout
+from contracts import events
 from contracts.events import TaskFinished, TaskSubmitted
+from contracts.params import TemplateParams
+from contracts.results import TemplateMatch, TemplateResult
 from contracts.view import INDEX_ALL, head_decoder, index_head_key
 
-PARAMS = {"method": "TM_CCOEFF_NORMED", "threshold": 0.8, "max_results": 20, "use_grayscale": True}
+RESULT = TemplateResult(
+    method="TM_CCOEFF_NORMED", matches_found=3, filtered_matches=3, best_score=1.0,
+    matches=[TemplateMatch(x, y, 32, 32, 1.0) for x, y in ((120, 45), (340, 180), (560, 310))],
+)
+ERROR_EVERY = 10
 
 
-def _events(uid: str) -> tuple[TaskSubmitted, TaskFinished]:
-    submitted = TaskSubmitted(
-        uid=uid, tool="template", params=PARAMS,
+def _events(uid: str, number: int) -> tuple[TaskSubmitted, TaskFinished]:
+    submitted = events.submitted(
+        "template", uid=uid, params=TemplateParams(),
         input_files=[f"uploads/{uid}/image.png", f"uploads/{uid}/template.png"],
         thumbnails=[f"thumbnails/{uid}/image.png", f"thumbnails/{uid}/template.png"],
     )
-    finished = TaskFinished(
-        uid=uid, tool="template", status="done",
+    if number % ERROR_EVERY == ERROR_EVERY - 1:
+        return submitted, events.finished("template", "error", uid=uid, error="could not decode 'image'")
+    finished = events.finished(
+        "template", "done", uid=uid, result_data=RESULT,
         result_files=[f"results/{uid}/matches.png", f"results/{uid}/heatmap.png"],
-        result_data={
-            "method": "TM_CCOEFF_NORMED", "matches_found": 3, "filtered_matches": 3, "best_score": 1.0,
-            "matches": [{"x": x, "y": y, "w": 32, "h": 32, "score": 1.0}
-                        for x, y in ((120, 45), (340, 180), (560, 310))],
-        },
     )
     return submitted, finished
 
@@ -59,7 +64,7 @@ async def seed(url: str, count: int, *, window: int = 2000, wait: bool = True, t
     t0 = time.monotonic()
     pending: list[asyncio.Future] = []
     for i in range(count):
-        for event in _events(str(uuid.uuid4())):
+        for event in _events(str(uuid.uuid4()), before + i):
             pending.append(asyncio.ensure_future(nats_layout.publish_event(js, event)))
         if len(pending) >= window:
             await asyncio.gather(*pending)

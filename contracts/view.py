@@ -36,6 +36,9 @@ class TaskView(msgspec.Struct, kw_only=True):
     seq: int = 0
     # What a long task is doing (loading, training, matching, refining); None otherwise.
     stage: str | None = None
+    # The task's number in submission order, from 0 (its place in the task list; -1 in views
+    # written before it was kept).
+    position: int = -1
 
 
 def _view_class(tool: Tool, statuses: tuple[str, ...]) -> type[TaskView]:
@@ -154,3 +157,48 @@ def index_page_key(index: str, page: int) -> str:
 view_encoder = msgspec.json.Encoder()
 head_decoder = msgspec.json.Decoder(IndexHead)
 page_decoder = msgspec.json.Decoder(list[str])
+
+
+# Which tasks are in which status, for ``?status=`` (with or without ``?tool=``): per index and
+# status, one bit per task position (the "all" index's numbering), in pages of STATUS_PAGE_BITS.
+# Each page's member count lives in a counts list of a group of STATUS_GROUP_PAGES pages, and
+# each group's total in the head, so a page of the list is a handful of gets at any offset. Counts
+# are the popcounts of the pages as written (not increments): replaying a batch rewrites them
+# to the same values, so totals stay exact through crashes and replays.
+STATUS_PAGE_BITS = 256
+STATUS_GROUP_PAGES = 256
+# Bumped when the projection's layout changes: a projector finding an older one rebuilds it.
+PROJECTION_FORMAT = 2
+PROJECTION_FORMAT_KEY = "format"
+
+
+class StatusHead(msgspec.Struct, kw_only=True, omit_defaults=True):
+    count: int = 0
+    groups: dict[int, int] = {}  # group -> members in it
+
+
+def status_head_key(index: str, status: str) -> str:
+    return f"{index}.status.{status}.head"
+
+
+def status_counts_key(index: str, status: str, group: int) -> str:
+    return f"{index}.status.{status}.counts.{group}"
+
+
+def status_bits_key(index: str, status: str, page: int) -> str:
+    return f"{index}.status.{status}.bits.{page}"
+
+
+def members(bits: bytes, page: int) -> list[int]:
+    """The positions set in one page of bits, newest (highest) first."""
+    number = int.from_bytes(bits, "little")
+    out = []
+    while number:
+        top = number.bit_length() - 1
+        out.append(page * STATUS_PAGE_BITS + top)
+        number ^= 1 << top
+    return out
+
+
+status_head_decoder = msgspec.json.Decoder(StatusHead)
+counts_decoder = msgspec.json.Decoder(list[int])

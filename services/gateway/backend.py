@@ -24,18 +24,9 @@ from contracts.events import TaskSubmitted, decode_event, now_iso, submitted
 from infra.objects import FileStore
 from infra.spool import LocalSpool
 from contracts.tools import SETTINGS_TOOLS, TOOLS
-from contracts.view import (
-    INDEX_ALL,
-    INDEX_PAGE_SIZE,
-    head_decoder,
-    index_head_key,
-    index_page_key,
-    page_decoder,
-    queued_view,
-    tool_index,
-    view_encoder,
-)
+from contracts.view import queued_view, view_encoder
 from services.gateway.settings import GatewaySettings
+from services.gateway import listing
 from services.gateway.budget import BodyBudget
 from services.gateway.imageinfo import sniff_image
 from services.gateway.thumbnails import make_thumbnail, placeholder
@@ -191,35 +182,21 @@ class Backend:
                 return view_encoder.encode(queued_view(event, seq=msg.seq))
         return None
 
-    async def task_page(self, offset: int, limit: int, tool: str | None) -> tuple[int, list[bytes]]:
-        """Total and one page of task views, newest first, from the index (a few gets)."""
-        index = tool_index(tool) if tool else INDEX_ALL
-        try:
-            entry = await self._nats(lambda: self._index.get(index_head_key(index)), "index")
-        except KeyNotFoundError:
-            return 0, []
-        head = head_decoder.decode(entry.value)
-        total = head.count
-        hi = total - offset  # ordinals [lo, hi) newest first
-        lo = max(0, hi - limit)
-        if hi <= 0:
-            return total, []
-        pages = range(lo // INDEX_PAGE_SIZE, (hi - 1) // INDEX_PAGE_SIZE + 1)
-        last = total // INDEX_PAGE_SIZE  # the partly filled page: in the head (older heads: a key)
-
-        async def page_uids(page: int) -> list[str]:
-            if page == last and head.tail is not None:
-                return head.tail
-            stored = await self._nats(lambda: self._index.get(index_page_key(index, page)), "index")
-            return page_decoder.decode(stored.value)
-
-        uids: list[str] = []
-        for part in await asyncio.gather(*(page_uids(p) for p in pages)):
-            uids.extend(part)
-        first = pages[0] * INDEX_PAGE_SIZE
-        chosen = uids[lo - first: hi - first][::-1]
-        views = await asyncio.gather(*(self.task(uid) for uid in chosen))
+    async def task_page(self, offset: int, limit: int, tool: str | None,
+                        status: str | None = None) -> tuple[int, list[bytes]]:
+        """Total and one page of task views, newest first, from the indexes (a few gets)."""
+        if status is None:
+            total, uids = await listing.page_of_tasks(self._index_value, offset, limit, tool)
+        else:
+            total, uids = await listing.page_in_status(self._index_value, offset, limit, status, tool)
+        views = await asyncio.gather(*(self.task(uid) for uid in uids))
         return total, [v for v in views if v is not None]
+
+    async def _index_value(self, key: str) -> bytes | None:
+        try:
+            return (await self._nats(lambda: self._index.get(key), "index")).value
+        except KeyNotFoundError:
+            return None
 
     async def task_events(self, uid: str) -> list[bytes]:
         msgs = await self._nats(lambda: nats_layout.direct_get_batch(

@@ -14,7 +14,7 @@ from litestar.exceptions import ClientException, HTTPException, NotFoundExceptio
 
 from contracts.api import ErrorItem, ToolSettings, WebhookIn, WebhookOut
 from contracts.tools import SETTINGS_TOOLS, TOOLS, Tool
-from contracts.view import TaskList
+from contracts.view import STATUSES, TaskList
 from services.gateway.backend import Backend
 from services.gateway.budget import BudgetExhausted
 from services.gateway.errors import InvalidRequest
@@ -124,11 +124,11 @@ async def list_tasks(request: Request, backend: Backend) -> Response:
     status = request.query_params.get("status") or None
     if tool is not None and tool not in TOOLS:
         errors.append(ErrorItem("enum", ["query", "tool"], f"Input should be {choices(TOOLS)}", tool))
-    if status is not None:
-        errors.append(ErrorItem("value_error", ["query", "status"], "Filtering by status is not supported yet", status))
+    if status is not None and status not in STATUSES:
+        errors.append(ErrorItem("enum", ["query", "status"], f"Input should be {choices(STATUSES)}", status))
     if errors:
         raise InvalidRequest(errors)
-    total, views = await backend.task_page(offset, limit, tool)
+    total, views = await backend.task_page(offset, limit, tool, status)
     return _raw(msgspec.json.encode(TaskList(total=total, tasks=[msgspec.Raw(v) for v in views])))
 
 

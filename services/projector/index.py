@@ -35,21 +35,35 @@ class TaskIndex:
             head.tail = await self._page(head.count // INDEX_PAGE_SIZE) if head.count % INDEX_PAGE_SIZE else []
         self._head = head
 
+    async def position_of(self, uid: str, look_back: int = 8) -> int | None:
+        """Where an indexed uid stands, searched from the newest end (a replayed creation: the
+        uid was appended in the batch that crashed, so it is among the last few pages)."""
+        if self._head is None:
+            await self._load()
+        assert self._head is not None and self._head.tail is not None
+        last = self._head.count // INDEX_PAGE_SIZE
+        for page in range(last, max(-1, last - look_back), -1):
+            uids = self._head.tail if page == last else await self._page(page)
+            if uid in uids:
+                return page * INDEX_PAGE_SIZE + uids.index(uid)
+        return None
+
     async def _page(self, page: int) -> list[str]:
         try:
             return page_decoder.decode((await self._kv.get(index_page_key(self._name, page))).value)
         except KeyNotFoundError:
             return []
 
-    async def append(self, entries: list[tuple[int, str]]) -> None:
-        """Append (stream seq, uid) pairs in order, skipping those already indexed."""
+    async def append(self, entries: list[tuple[int, str]]) -> dict[str, int]:
+        """Append (stream seq, uid) pairs in order, skipping those already indexed; the
+        positions of the uids appended."""
         for _ in range(5):
             if self._head is None:
                 await self._load()
             assert self._head is not None and self._head.tail is not None
             fresh = [uid for seq, uid in entries if seq > self._head.last_seq]
             if not fresh:
-                return
+                return {}
             count = self._head.count
             tail = self._head.tail[: count % INDEX_PAGE_SIZE]  # a copy: the head stays as stored
             page = count // INDEX_PAGE_SIZE
@@ -69,5 +83,5 @@ class TaskIndex:
                 self._head = None  # someone else wrote: reload and redo
                 continue
             self._head, self._head_rev = head, rev
-            return
+            return {uid: count + i for i, uid in enumerate(fresh)}
         raise RuntimeError(f"index {self._name}: could not append after 5 attempts")

@@ -24,9 +24,18 @@ from nats.js.kv import KeyValue
 from contracts import names
 from infra import nats_layout
 from contracts.events import UNREADABLE, AnyEvent, decode_event
-from contracts.view import TaskView, decode_view, view_encoder
+from contracts.view import (
+    INDEX_ALL,
+    PROJECTION_FORMAT,
+    PROJECTION_FORMAT_KEY,
+    TaskView,
+    decode_view,
+    index_head_key,
+    view_encoder,
+)
 from services.projector.apply import apply, index_entries
 from services.projector.index import TaskIndex
+from services.projector.status_index import Move, StatusIndex
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger("projector")
@@ -55,6 +64,7 @@ class Projector:
         self._settings = settings
         self._cache: OrderedDict[str, tuple[TaskView, int]] = OrderedDict()
         self._indexes: dict[str, TaskIndex] = {}
+        self._status = StatusIndex(index_kv)
         self._next_seq = 0  # the stream sequence after the last event projected in order
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -173,19 +183,38 @@ class Projector:
         return found
 
     async def _project(self, by_uid: dict[str, list[tuple[AnyEvent, int]]]) -> None:
-        plans = await asyncio.gather(*(self._plan(uid, events) for uid, events in by_uid.items()))
-        # The index first: a crash between the two writes replays the batch, and the index's own
-        # tracking position (not the view) decides what is appended again.
+        plans = dict(zip(by_uid, await asyncio.gather(*(self._plan(uid, events) for uid, events in by_uid.items()))))
+        # The indexes first: a crash before the views are written replays the batch, and the
+        # list index's own tracking position (not the view) decides what is appended again.
         indexed: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        for uid, (_, _, _, creation) in zip(by_uid, plans):
+        for uid, (_, _, _, creation) in plans.items():
             if creation is not None:
                 seq, event = creation
                 for name in index_entries(event):
                     indexed[name].append((seq, uid))
+        positions: dict[str, int] = {}
         for name, entries in indexed.items():
-            index = self._indexes.setdefault(name, TaskIndex(self._index_kv, name))
-            await index.append(sorted(entries))
-        await asyncio.gather(*(self._write(uid, *plan[:3], by_uid[uid]) for uid, plan in zip(by_uid, plans)))
+            appended = await self._index(name).append(sorted(entries))
+            if name == INDEX_ALL:
+                positions.update(appended)
+        moves = []
+        for uid, (view, rev, new, creation) in plans.items():
+            if new is None or new is view:
+                continue
+            if creation is not None:
+                position = positions.get(uid)
+                if position is None:  # indexed by a batch that crashed before its views were written
+                    position = await self._index(INDEX_ALL).position_of(uid)
+                new = msgspec.structs.replace(new, position=-1 if position is None else position)
+                plans[uid] = (view, rev, new, creation)
+            before = view.status if view is not None else None
+            if new.position >= 0 and new.status != before:
+                moves.append(Move(new.position, new.tool, before, new.status))
+        await self._status.apply(moves)
+        await asyncio.gather(*(self._write(uid, *plan[:3], by_uid[uid]) for uid, plan in plans.items()))
+
+    def _index(self, name: str) -> TaskIndex:
+        return self._indexes.setdefault(name, TaskIndex(self._index_kv, name))
 
     async def _load(self, uid: str) -> tuple[TaskView | None, int]:
         cached = self._cache.get(uid)
@@ -252,14 +281,38 @@ async def rebuild(nc: NATS, settings: ProjectorSettings) -> None:
     log.info("projection_dropped", note="the next projector start replays the stream")
 
 
+async def _open_projection(nc: NATS, settings: ProjectorSettings) -> tuple[KeyValue, KeyValue]:
+    """The view and index buckets, rebuilt from the stream first if an older projector wrote
+    them in a layout this one cannot continue (see ``contracts.view.PROJECTION_FORMAT``)."""
+    js = nc.jetstream()
+    views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, settings.replicas)
+    index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, settings.replicas)
+    try:
+        found = int((await index_kv.get(PROJECTION_FORMAT_KEY)).value or b"0")
+    except KeyNotFoundError:
+        found = 0
+    if found < PROJECTION_FORMAT:
+        try:
+            await index_kv.get(index_head_key(INDEX_ALL))
+            stale = True
+        except KeyNotFoundError:
+            stale = False  # nothing projected yet: nothing to redo
+        if stale:
+            log.warning("projection_rebuilt", found_format=found, format=PROJECTION_FORMAT,
+                        note="the view is replayed from the stream in the new layout")
+            await rebuild(nc, settings)
+            views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, settings.replicas)
+            index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, settings.replicas)
+        await index_kv.put(PROJECTION_FORMAT_KEY, str(PROJECTION_FORMAT).encode())
+    return views, index_kv
+
+
 async def serve(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     """Composition root of the projector: connect, declare, run until ``stop``, drain."""
     nc = await nats_layout.connect(settings.nats_url, "aerovision-projector")
     try:
-        js = nc.jetstream()
-        await nats_layout.declare_event_stream(js, settings.replicas)
-        views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, settings.replicas)
-        index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, settings.replicas)
+        await nats_layout.declare_event_stream(nc.jetstream(), settings.replicas)
+        views, index_kv = await _open_projection(nc, settings)
         await Projector(nc, views, index_kv, settings).run(stop)
     finally:
         await nc.drain()

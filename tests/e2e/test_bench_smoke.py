@@ -32,5 +32,6 @@ def test_the_benchmark_runs_every_section_and_checks_ground_truth(tmp_path: Path
     assert res["status"]["errors"] == 0 and res["status"]["req_per_s"] > 0
     assert res["memory"]["tasks"] == 20 and res["memory"]["failures"] == 0
     assert res["list"]["tasks"] == 300 and res["list"]["errors"] == 0 and res["list"]["worst_p95_ms"] > 0
+    assert set(res["list"]["by_query"]) == {"all", "status=done", "status=error"}
     assert res["memory"]["gateway"]["max_mb"] >= res["memory"]["gateway"]["end_mb"]
     assert not list((tmp_path / "work").iterdir())  # the data folders are removed

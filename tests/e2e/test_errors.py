@@ -117,7 +117,8 @@ def test_unknown_task_file_tool_webhook(api):
             == f"The '{documented}' tool is not available on this server yet"
 
 
-@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 201}, {"offset": -1}, {"limit": "ten"}, {"tool": "paint"}])
+@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 201}, {"offset": -1}, {"limit": "ten"}, {"tool": "paint"},
+                                   {"status": "finished"}, {"limit": "٣"}, {"offset": "1_0"}])
 def test_bad_list_queries(api, query):
     detail = _detail(api.http.get(f"{api.base}/api/v1/tasks", params=query))
     assert detail[0]["loc"][0] == "query"

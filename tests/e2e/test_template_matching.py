@@ -159,6 +159,36 @@ def test_list_is_newest_first_with_exact_total(api, pasted):
     assert by_tool == {"total": 0, "tasks": []}
 
 
+def test_the_list_filters_by_status_and_tool_with_exact_totals(api, pasted):
+    image, template = pasted
+    done = [api.wait_done(api.submit_template(image, template).json()["uid"])["uid"] for _ in range(2)]
+    failed = api.wait_done(api.submit_template(image[:300], template).json()["uid"])
+    assert failed["status"] == "error"
+
+    def listed(**query) -> dict:
+        return api.http.get(f"{api.base}/api/v1/tasks", params={"limit": 200, **query}).json()
+
+    def settled() -> dict | None:
+        pages = {s: listed(status=s) for s in ("queued", "processing", "done", "error")}
+        everything = listed()
+        # Every task is in exactly one status once the projection has caught up.
+        return pages if sum(p["total"] for p in pages.values()) == everything["total"] else None
+
+    pages = wait_for(settled, timeout=15, what="the status index to catch up")
+    for status, page in pages.items():
+        assert all(t["status"] == status for t in page["tasks"]), status
+        assert page["total"] == len(page["tasks"]) or page["total"] > 200
+        numbers = [t["position"] for t in page["tasks"]]
+        assert numbers == sorted(numbers, reverse=True)  # newest first
+    assert [t["uid"] for t in pages["done"]["tasks"][:2]] == done[::-1]
+    assert pages["error"]["tasks"][0]["uid"] == failed["uid"]
+    assert listed(status="done", tool="feature") == {"total": 0, "tasks": []}
+    by_both = listed(status="done", tool="template")
+    assert by_both["total"] >= 2 and all(t["tool"] == "template" for t in by_both["tasks"])
+    second = listed(status="done", offset=1, limit=1)
+    assert [t["uid"] for t in second["tasks"]] == [done[0]]
+
+
 def test_event_history_is_in_order(api, pasted):
     image, template = pasted
     uid = api.wait_done(api.submit_template(image, template).json()["uid"])["uid"]

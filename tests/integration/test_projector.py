@@ -186,3 +186,40 @@ async def test_a_projector_killed_before_its_first_ack_leaves_no_task_behind(pri
         stop.set()
         await runner
     assert final.result_data == ev.RESULT
+
+
+async def test_a_projection_in_an_older_layout_is_rebuilt_from_the_stream(private_nats):
+    server, client = private_nats
+    js = client.jetstream()
+    uids = [str(uuid.uuid4()) for _ in range(3)]
+    for uid in uids:
+        await _publish(js, ev.submitted(uid))
+    await _publish(js, ev.done(uids[0]))
+    # What a projector before the status index left: views without positions, a list head, no format.
+    views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+    index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET)
+    for seq, uid in enumerate(uids, start=1):
+        await views.put(uid, view_encoder.encode(apply(None, ev.submitted(uid), seq)))
+    await index.put(index_head_key("all"), msgspec.json.encode({"count": 3, "last_seq": 3, "tail": uids}))
+
+    stop = asyncio.Event()
+    runner = asyncio.create_task(serve(ProjectorSettings(nats_url=server.url), stop))
+
+    async def rebuilt():
+        try:
+            index_now = await js.key_value(names.TASK_INDEX_BUCKET)
+            views_now = await js.key_value(names.TASK_VIEW_BUCKET)
+            found = [decode_view((await views_now.get(uid)).value) for uid in uids]
+            head = (await index_now.get("all.status.done.head")).value
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        return (found, index_now) if all(v.position >= 0 for v in found) and head else None
+
+    try:
+        found, index_now = await wait_until(rebuilt, timeout=20, what="the projection to be rebuilt")
+    finally:
+        stop.set()
+        await runner
+    assert [v.position for v in found] == [0, 1, 2]
+    assert [v.status for v in found] == ["done", "queued", "queued"]
+    assert (await index_now.get("format")).value == b"2"
