@@ -26,22 +26,25 @@ _RANSAC_CONFIDENCE = 0.995
 # rounds brought every detector × matcher under 3 px there (docs/behaviour.md).
 _REFINE_SCALE = 1.0 / RANSAC_THRESHOLD
 _REFINE_ROUNDS = 10
+_REFINE_MIN_POINTS = 8
 
 # The plausibility rule (docs/behaviour.md "Feature matching"), measured on the query's outline
-# projected into the train image. Unrelated pairs give RANSAC consensus sets of 4–9 matches that
-# are 4–7 % of the good ones (OpenCV's sample images, every detector × matcher, ratio 0.75–1.0);
-# real pairs give ≥ 20 inliers and ≥ 14 %.
+# projected into the train image. Support first: RANSAC's consensus between unrelated images
+# (OpenCV's samples, every detector × matcher, ratio 0.75–1.0) is either collapsed, which the
+# geometry below rejects, or 4–9 matches, 4–7 % of the good ones. Real pairs had ≥ 22 inliers
+# and, even with the ratio test off and 5000 matches, ≥ 7.7 %. Below 5 %, RANSAC's 2000 draws of
+# four hold an all-inlier one with < 5 % probability: a winner there is most likely chance.
 MIN_INLIERS = 10
-MIN_INLIER_SHARE = 0.10
+MIN_INLIER_SHARE = 0.05
 # Linear scale sqrt(outline area / query area): beyond 32× no detector matches, and a collapse
 # onto a point (the usual RANSAC artefact) is far below 1/32.
 MIN_SCALE, MAX_SCALE = 1 / 32, 32.0
-# Every interior angle within [20°, 160°]: a 70° oblique view of a rectangle keeps its angles
-# above 40° whatever the rotation; below 20° the outline is a sliver.
+# Every interior angle within [20°, 160°], and each side's length relative to the query's matching
+# side (width for top and bottom, height for left and right) at most 8× that of another: a
+# rectangle tilted 80° away from a camera (focal length 1.2× its size), at any in-plane rotation,
+# still has angles ≥ 23° and a stretch ≤ 3.2 (≥ 41° and ≤ 2.7 at 70°). Beyond that the outline
+# is a sliver or a squashed strip, and no detector matches such views anyway.
 MIN_ANGLE_DEG = 20.0
-# Each side's length relative to the query's matching side (width for top and bottom, height for
-# left and right): the most stretched side at most 8× the least. Covers squashing and extreme
-# foreshortening (the far side of a plane seen at 80° is ~4–6× shorter).
 MAX_STRETCH = 8.0
 
 
@@ -62,7 +65,9 @@ def outline(width: int, height: int) -> np.ndarray:
 def project(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Points (N, 2) mapped through a homography (no check of the sign of w)."""
     p = np.column_stack([points, np.ones(len(points))]) @ np.asarray(matrix, np.float64).T
-    return p[:, :2] / p[:, 2:3]
+    # A point on the horizon (w = 0) goes to infinity; callers treat inf/nan as "not near".
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return p[:, :2] / p[:, 2:3]
 
 
 def _interior_angles(quad: np.ndarray) -> np.ndarray:
@@ -137,7 +142,7 @@ def refine(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray, threshold: floa
     for _ in range(_REFINE_ROUNDS):
         residual = np.linalg.norm(project(matrix, src) - dst, axis=1)
         near = residual < threshold
-        if near.sum() < MIN_INLIERS:
+        if near.sum() < _REFINE_MIN_POINTS:
             break
         weights = 1.0 / (1.0 + (residual[near] / scale) ** 2)
         refined = weighted_dlt(src[near], dst[near], weights)
@@ -161,8 +166,7 @@ def fit_homography(
         return None
     matrix = refine(matrix / matrix[2, 2], src, dst, threshold)
     # Inliers are the matches the reported matrix explains, not those of RANSAC's intermediate one.
-    with np.errstate(all="ignore"):
-        inliers = np.linalg.norm(project(matrix, src) - dst, axis=1) < threshold
+    inliers = np.linalg.norm(project(matrix, src) - dst, axis=1) < threshold
     if implausibility(matrix, width, height, int(inliers.sum()), len(inliers)) is not None:
         return None
     return Homography(matrix=matrix, inlier_mask=inliers, corners=project(matrix, outline(width, height)))

@@ -6,6 +6,7 @@ detector in ``cv2``) and 5.x (AKAZE and BRISK moved to ``cv2.xfeatures2d``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
@@ -46,6 +47,9 @@ def _create(name: str) -> Any:
     raise RuntimeError(f"this OpenCV build has no {name} detector")
 
 
+# One per detector and process, made on first use: BRISK builds its sampling pattern when created
+# (~30 ms, as long as detecting on a small image), and none of them keeps state between images.
+@functools.cache
 def make_detector(name: str) -> Any:
     """A detector/extractor for SIFT, ORB, AKAZE or BRISK, capped where OpenCV can cap it."""
     create = _create(name)
