@@ -17,6 +17,7 @@ import numpy as np
 # RANSAC's reprojection threshold, in detection pixels of the train image (scaled to original
 # pixels when the train image was downscaled for detection).
 RANSAC_THRESHOLD = 3.0
+# OpenCV's RANSAC draws from its own generator with a fixed seed per call: same points, same result.
 _RANSAC_ITERS = 2000
 _RANSAC_CONFIDENCE = 0.995
 # RANSAC's matrix is the least-squares fit of whichever consensus set won, and matches up to the
