@@ -2,7 +2,7 @@
 
 Pure: point arrays in, a ``Homography`` or None out. RANSAC happily returns a matrix for matches
 between unrelated images (typically one that collapses the query onto a point, where many
-matches end): ``plausible`` decides whether a matrix describes a view of the query at all.
+matches end): ``implausibility`` says whether and why a matrix is no view of the query.
 """
 
 from __future__ import annotations
