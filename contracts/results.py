@@ -37,15 +37,19 @@ class TemplateResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FeatureResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    query_keypoints: Annotated[int, Meta(ge=0)]
-    train_keypoints: Annotated[int, Meta(ge=0)]
+    query_keypoints: Annotated[int, Meta(ge=0, description="keypoints described in the query image (the strongest 5000 at most)")]
+    train_keypoints: Annotated[int, Meta(ge=0, description="keypoints described in the train image (the strongest 5000 at most)")]
     good_matches: Annotated[int, Meta(ge=0, description="matches that passed Lowe's ratio test, at most max_matches")]
     detector: str
     matcher: str
-    # Only with a usable homography (at least 4 good matches, RANSAC, not degenerate):
-    homography: Matrix | None = None
-    inliers: Annotated[int, Meta(ge=0)] | None = None
-    corners: Annotated[list[Point], Meta(description="the query image's outline in the train image")] | None = None
+    # Only with a plausible homography (at least 4 good matches, RANSAC, the rule of
+    # docs/behaviour.md "Feature matching"); left out otherwise, never null:
+    homography: Annotated[Matrix, Meta(description="3×3 row-major, query pixels → train pixels, h33 = 1")] | None = None
+    inliers: Annotated[int, Meta(ge=0, description="good matches within the RANSAC threshold of the homography")] | None = None
+    corners: Annotated[list[Point], Meta(
+        min_length=4, max_length=4,
+        description="the query's corner pixel centres (top-left, top-right, bottom-right, bottom-left) in train pixels",
+    )] | None = None
 
 
 class SurfaceResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -27,7 +27,7 @@ from services.gateway.submissions import Upload, validate_submission
 log = structlog.get_logger("gateway")
 JSON = "application/json"
 # Tools the registry describes whose runner has not landed in the matcher yet.
-NOT_YET = frozenset({"feature", "surface"})
+NOT_YET = frozenset({"surface"})
 mimetypes.add_type("application/octet-stream", ".ply")
 
 

@@ -12,8 +12,9 @@ from typing import Any, Callable, Generator
 
 import cv2
 
-from contracts.params import TemplateParams
-from contracts.results import TemplateResult
+from contracts.params import FeatureParams, TemplateParams
+from contracts.results import FeatureResult, TemplateResult
+from services.matcher import feature as fm
 from services.matcher import template as tm
 from services.matcher.images import decode_image, encode_png
 from services.matcher.parts import ResultFile, Stage
@@ -34,7 +35,17 @@ def run_template(params: TemplateParams, image_bytes: bytes, template_bytes: byt
     return matching.result
 
 
+def run_feature(params: FeatureParams, query_bytes: bytes, train_bytes: bytes) -> Generator[ResultFile | Stage, None, FeatureResult]:
+    # Colour for the picture; detection converts to gray on its own bounded copy.
+    query = decode_image(query_bytes, grayscale=False, name="query_image")
+    train = decode_image(train_bytes, grayscale=False, name="train_image")
+    matching = fm.match_features(query, train, params)
+    yield ResultFile("matches.png", encode_png(fm.draw_matches(query, train, matching)))
+    return matching.result
+
+
 # The tools a chain may use as steps; ``jobs.RUNNERS`` adds the chain itself.
 STEP_RUNNERS: dict[str, Runner] = {
     "template": run_template,
+    "feature": run_feature,
 }

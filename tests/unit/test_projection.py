@@ -55,7 +55,7 @@ def test_lifecycle():
 def test_views_keep_the_wire_shape():
     queued = msgspec.json.decode(view_encoder.encode(apply(None, submitted(), 1)))
     assert list(queued) == ["uid", "status", "tool", "params", "created_at", "updated_at", "input_files",
-                            "thumbnails", "result_files", "result_data", "error", "attempts", "seq", "stage"]
+                            "thumbnails", "result_files", "result_data", "error", "attempts", "seq", "stage", "position"]
     assert queued["result_data"] == {} and queued["params"]["threshold"] == 0.8
     failed = fold([(1, submitted()), (2, finished("error"))])
     assert failed.result_data == NoResult() and msgspec.json.decode(view_encoder.encode(failed))["result_data"] == {}
