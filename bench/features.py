@@ -88,7 +88,8 @@ def _timed(job: Job) -> tuple[Any, float, float]:
 def _measure(pair: Pair, detector: str, matcher: str, reps: int) -> dict[str, Any]:
     runs = [_timed(pair.job(detector, matcher)) for _ in range(reps)]
     outcome = runs[0][0]
-    data = outcome.result_data
+    # The wire form: what a client reads (an error's result_data is None here).
+    data = msgspec.to_builtins(outcome.result_data) if outcome.result_data is not None else {}
     return {
         "status": outcome.status, "error": outcome.error,
         "good": data.get("good_matches"), "inliers": data.get("inliers"), "px": pair.error(data),
