@@ -42,13 +42,15 @@ SECTIONS = ("clients", "throughput", "status", "memory", "profile", "list")
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "reps": 2, "client_reps": 1, "client_n": 60,
-        "workloads": {"small": {"n": 100, "n1": 20}, "large": {"n": 16, "n1": 5}},
+        "workloads": {"small": {"n": 100, "n1": 20}, "large": {"n": 16, "n1": 5},
+                      "feature-small": {"n": 40, "n1": 10}, "feature-large": {"n": 12, "n1": 4}},
         "status_s": 3.0, "status_reps": 2, "long": 300, "list_tasks": 20_000, "list_pages": 40,
         "profile_s": 6.0,
     },
     "full": {
         "reps": 5, "client_reps": 2, "client_n": 200,
-        "workloads": {"small": {"n": 400, "n1": 60}, "large": {"n": 60, "n1": 15, "reps": 3}},
+        "workloads": {"small": {"n": 400, "n1": 60}, "large": {"n": 60, "n1": 15, "reps": 3},
+                      "feature-small": {"n": 120, "n1": 30, "reps": 3}, "feature-large": {"n": 40, "n1": 10, "reps": 3}},
         "status_s": 10.0, "status_reps": 3, "long": 2000, "list_tasks": 100_000, "list_pages": 100,
         "profile_s": 10.0,
     },
@@ -466,7 +468,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--soak", action="store_true", help="memory run of 10,000 tasks (overrides --long)")
     p.add_argument("--long", type=int, default=None, help="tasks in the memory run (default: 300 quick, 2000 full)")
     p.add_argument("--reps", type=int, default=None, help="interleaved repetitions of each comparison")
-    p.add_argument("--workloads", default=None, help="comma-separated (default: small,large)")
+    p.add_argument("--workloads", default=None,
+                   help=f"comma-separated, of {', '.join(WORKLOADS)} (default: all)")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated subset of {','.join(SECTIONS)} (profile only runs when listed and --profile/full)")
     p.add_argument("--only", default=None, help="run only these sections (same names)")

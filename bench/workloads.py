@@ -65,7 +65,7 @@ class Workload:
         assert tuple(f for f, _, _ in files) == tuple(fields), (files, fields)
         return Job(uid=uid, tool=self.tool, params=self.resolved_params(), inputs=[(f, data) for f, _, data in files])
 
-    def verify(self, status: str, result_data: dict[str, Any], n_files: int, error: str | None = None) -> str | None:
+    def verify(self, status: str, result_data: Any, n_files: int, error: str | None = None) -> str | None:
         """Ground truth of one finished task (service or in-process): None when right."""
         if status != "done":
             return f"status {status}: {error}"
@@ -138,6 +138,52 @@ def template_workload(name: str, image_size: tuple[int, int], tsize: int, positi
     )
 
 
+# --- feature matching: a textured picture, warped by a known homography into a darkened photo ----
+
+
+def _warp(size: tuple[int, int], query_size: tuple[int, int], angle: float, scale: float, tilt: float,
+          centre: tuple[float, float]) -> np.ndarray:
+    """Query pixels → scene pixels: a turn, a scale and a slight perspective, centred on ``centre``."""
+    qw, qh = query_size
+    to_origin = np.array([[1, 0, -qw / 2], [0, 1, -qh / 2], [0, 0, 1]], np.float64)
+    a = np.deg2rad(angle)
+    turn = np.array([[scale * np.cos(a), -scale * np.sin(a), 0], [scale * np.sin(a), scale * np.cos(a), 0], [0, 0, 1]])
+    perspective = np.array([[1, 0, 0], [0, 1, 0], [tilt / qw, 0, 1]], np.float64)
+    place = np.array([[1, 0, centre[0]], [0, 1, centre[1]], [0, 0, 1]], np.float64)
+    return place @ turn @ perspective @ to_origin
+
+
+def feature_workload(name: str, scene_size: tuple[int, int], query_size: tuple[int, int]) -> Workload:
+    sw, sh = scene_size
+    qw, qh = query_size
+    homography = _warp(scene_size, query_size, angle=12.0, scale=0.8, tilt=0.15, centre=(sw * 0.55, sh * 0.5))
+    outline = np.array([[0.0, 0.0], [qw - 1.0, 0.0], [qw - 1.0, qh - 1.0], [0.0, qh - 1.0]])
+    projected = np.column_stack([outline, np.ones(4)]) @ homography.T
+    truth = projected[:, :2] / projected[:, 2:3]
+
+    def make() -> list[InputFile]:
+        graf = cv2.imread(str(data_dir() / "graf1.png"))
+        query = cv2.resize(graf, query_size, interpolation=cv2.INTER_AREA)
+        scene = (_background(scene_size) * 0.5).astype(np.uint8)
+        warped = cv2.warpPerspective(query, homography, scene_size)
+        mask = cv2.warpPerspective(np.full(query.shape[:2], 255, np.uint8), homography, scene_size)
+        scene[mask > 0] = warped[mask > 0]
+        return [("query_image", "query.png", _png(query)), ("train_image", "train.png", _png(scene))]
+
+    def check(result_data: dict[str, Any]) -> str | None:
+        corners = result_data.get("corners")
+        if not corners:
+            return f"no homography ({result_data.get('good_matches')} good matches)"
+        error = float(np.max(np.linalg.norm(np.asarray(corners) - truth, axis=1)))
+        return None if error < 3.0 else f"corner error {error:.1f} px"
+
+    return Workload(
+        name=name, tool="feature",
+        description=f"{qw}×{qh} query warped into a {sw}×{sh} scene, SIFT + FLANN, corners within 3 px",
+        make_inputs=make, params={}, check=check, result_files=1, tags=("feature",),
+    )
+
+
 SMALL_POSITIONS = [(120, 45), (340, 180), (560, 310)]
 LARGE_POSITIONS = [(360, 135), (1020, 540), (1680, 930)]
 
@@ -145,8 +191,8 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w for w in (
         template_workload("small", (640, 480), 32, SMALL_POSITIONS),
         template_workload("large", (1920, 1080), 64, LARGE_POSITIONS),
-        # feature / surface: add Workload(...) entries here (inputs from shared/data, checks
-        # against H1to3p.xml or the PLY ground truth) once the gateway accepts those tools.
+        feature_workload("feature-small", (640, 480), (320, 240)),
+        feature_workload("feature-large", (1920, 1080), (800, 600)),
     )
 }
 
