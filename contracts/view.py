@@ -42,7 +42,7 @@ class TaskView(msgspec.Struct, kw_only=True):
 
 
 def _view_class(tool: Tool, statuses: tuple[str, ...]) -> type[TaskView]:
-    name = "".join(p.capitalize() for p in tool.name.split("_")) + "Task" + "".join(s.capitalize() for s in statuses)
+    name = "".join(p.capitalize() for p in tool.name.split("_")) + "View" + "".join(s.capitalize() for s in statuses)
     cls = msgspec.defstruct(
         name, [("status", Literal[statuses]), ("tool", Literal[tool.name]), ("params", tool.params),
                ("result_data", result_type(tool, statuses[0]), msgspec.field(default_factory=result_type(tool, statuses[0])))],

@@ -8,12 +8,12 @@ from typing import AsyncIterator, Callable
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from infra import nats_layout
 from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.paths import UUID_PATTERN
+from services.gateway.docs_routes import DOCS_HANDLERS
 from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
 
@@ -70,7 +70,7 @@ def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Lites
             await nc.drain()
 
     return Litestar(
-        route_handlers=HANDLERS,
+        route_handlers=[*HANDLERS, *DOCS_HANDLERS],
         lifespan=[lifespan],
         dependencies={
             "backend": Provide(lambda: state["backend"], sync_to_thread=False),
@@ -78,6 +78,8 @@ def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Lites
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_upload_bytes,
-        openapi_config=OpenAPIConfig(title="AeroVision", version="1.0.0", path="/schema"),
+        # The OpenAPI document and its pages are our own (docs_routes.py): generated from the
+        # contract types with msgspec, and served with no CDN.
+        openapi_config=None,
         logging_config=None,
     )

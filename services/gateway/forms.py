@@ -53,6 +53,12 @@ def _number_syntax(text: str) -> bool:
 
 def coerce(raw: Any, t: Any, loc: Loc) -> tuple[Any, ErrorItem | None]:
     """Convert a form string (or a JSON value, in chain steps) to the field's type."""
+    if isinstance(t, mi.Metadata):  # a described field: the description changes nothing here
+        t = t.type
+    if isinstance(t, mi.UnionType):  # an optional field: a given value is of its other type
+        others = [member for member in t.types if not isinstance(member, mi.NoneType)]
+        if len(others) == 1:
+            t = others[0]
     text = raw.strip() if isinstance(raw, str) else raw
     if isinstance(t, mi.BoolType):
         if isinstance(text, bool):
