@@ -211,8 +211,12 @@ def _read_ascii(data: bytes, header: PlyHeader) -> np.ndarray:
     if lines < before + count:
         got = max(0, lines - before)
         raise PlyError(f"the PLY file ends after {got:,} of its {count:,} vertices (truncated)")
+    if before + count > len(newlines):
+        # Every ascii line ends with a line end; a file that stops inside its last vertex line
+        # was cut, and a cut number still reads as a (wrong) number.
+        raise PlyError("the PLY file ends in the middle of its last vertex line (truncated)")
     start = int(newlines[before - 1]) + 1 if before else 0
-    end = int(newlines[before + count - 1]) if before + count <= len(newlines) else len(body)
+    end = int(newlines[before + count - 1])
     block = bytes(body[start:end])
     names = [p.name for p in vertex.properties]
     if vertex.has_lists:

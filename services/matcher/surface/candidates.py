@@ -19,6 +19,9 @@ from services.matcher.surface.detector import Trained, as_opencv, opencv_frame
 from services.matcher.surface.neighbours import Neighbours
 from services.matcher.surface.verify import overlaps
 
+# Finer detail than this share of the model's diameter changes no overlap at 2 % (measured), and a
+# 2-million-point scan shrinks to what the real scan has.
+WORKING_STEP = 0.01
 # A scene point is an outlier when its 3rd neighbour is farther than this share of the model's diameter.
 ISOLATED_RADIUS = 0.05
 # Every 5th sampled scene point is a reference point: every 10th missed the object on 1 in 10
@@ -38,12 +41,12 @@ COARSE_MODEL_STEP = 0.04
 
 
 class PreparedScene(msgspec.Struct, frozen=True):
-    """The scene without its isolated points, with a neighbour index over them."""
+    """The scene reduced to one point per cube of ``WORKING_STEP`` of the model's diameter, without
+    isolated points, with a neighbour index: what ICP and the overlap work on."""
 
     xyz: np.ndarray
     normals: np.ndarray
     neighbours: Neighbours
-    outliers_removed: int
 
 
 class Candidates(msgspec.Struct, frozen=True):
@@ -53,10 +56,11 @@ class Candidates(msgspec.Struct, frozen=True):
 
 
 def prepare_scene(scene: Cloud, model_diameter: float) -> PreparedScene:
-    """Drop isolated scene points (sensor speckle) and index the rest."""
-    keep = drop_isolated(scene.xyz, ISOLATED_RADIUS * model_diameter)
-    xyz, normals = scene.xyz[keep], scene.normals[keep]
-    return PreparedScene(xyz, normals, Neighbours(xyz), int((~keep).sum()))
+    """Reduce the scene to the resolution the overlap needs, drop isolated points (sensor speckle)
+    and index the rest."""
+    xyz, normals = voxel_sample(scene.xyz, scene.normals, WORKING_STEP * model_diameter)
+    keep = drop_isolated(xyz, ISOLATED_RADIUS * model_diameter)
+    return PreparedScene(xyz[keep], normals[keep], Neighbours(xyz[keep]))
 
 
 def _reference_stride(points: int, mean_chain: float) -> int:

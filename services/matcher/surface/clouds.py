@@ -57,11 +57,21 @@ def checked_cloud(cloud: PointCloud, field: str, *, orientation: str) -> Cloud:
     return Cloud(xyz, normals / length[:, None], False, size)
 
 
+def voxel_groups(xyz: np.ndarray, voxel: float) -> np.ndarray:
+    """Each point's cube of side ``voxel``, numbered 0..cubes-1."""
+    cells = np.floor((xyz - xyz.min(axis=0)) / voxel).astype(np.int64)
+    dims = cells.max(axis=0) + 1
+    if float(dims[0]) * float(dims[1]) * float(dims[2]) < 2.0**62:
+        # One integer per cube: a 1-D unique is ~20× faster than unique over rows.
+        _, group = np.unique((cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2], return_inverse=True)
+    else:
+        _, group = np.unique(cells, axis=0, return_inverse=True)
+    return group.ravel()
+
+
 def voxel_sample(xyz: np.ndarray, normals: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per occupied cube of side ``voxel``: the mean position and the mean normal (unit)."""
-    cells = np.floor((xyz - xyz.min(axis=0)) / voxel).astype(np.int64)
-    _, group = np.unique(cells, axis=0, return_inverse=True)
-    group = group.ravel()
+    group = voxel_groups(xyz, voxel)
     counts = np.bincount(group).astype(np.float64)
     mean = np.stack([np.bincount(group, xyz[:, i]) for i in range(3)], axis=1) / counts[:, None]
     summed = np.stack([np.bincount(group, normals[:, i]) for i in range(3)], axis=1)

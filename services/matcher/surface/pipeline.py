@@ -7,20 +7,23 @@ in, the verified pose (``SurfaceResult``) and what the result files are drawn fr
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import msgspec
 import numpy as np
 
 from contracts.params import SurfaceParams
 from contracts.results import SurfaceCandidate, SurfaceResult
-from infra.ply import PlyError, read_ply
+from infra.ply import PlyError, read_ply, write_ply
 from services.matcher.errors import InputError
+from services.matcher.images import encode_png
 from services.matcher.surface.cache import DetectorCache
 from services.matcher.surface.candidates import Candidates, PreparedScene, ppf_candidates, prepare_scene
 from services.matcher.surface.clouds import Cloud, checked_cloud
 from services.matcher.surface.detector import Trained, model_key, train
-from services.matcher.surface.geometry import transform
+from services.matcher.surface.geometry import rotate, transform
 from services.matcher.surface.refine import Subset, final_icp, model_subset, rank
+from services.matcher.surface.render import render_views
 from services.matcher.surface.verify import MIN_OVERLAP, OVERLAP_RADIUS, overlaps
 
 # Candidates shown in the result.
@@ -43,6 +46,7 @@ class Matched(msgspec.Struct, frozen=True):
     result: SurfaceResult
     shown_pose: np.ndarray | None
     found: bool
+    best_overlap: float  # the shown pose's (0 without one)
 
 
 def _read(data: bytes, field: str, orientation: str) -> Cloud:
@@ -114,4 +118,23 @@ def refine(matching: Matching, loaded: Loaded, params: SurfaceParams) -> Matched
         scene_normals_estimated=loaded.scene.normals_estimated,
         candidates=shown,
     )
-    return Matched(result=result, shown_pose=best, found=found)
+    return Matched(result=result, shown_pose=best, found=found, best_overlap=float(scores[0]) if len(scores) else 0.0)
+
+
+def result_files(matched: Matched, loaded: Loaded) -> Iterator[tuple[str, bytes]]:
+    """The result files, each as soon as it is encoded: ``pose.png`` (the scene with the pose drawn
+    in) and, with a verified pose, ``posed_model.ply`` (the model moved into the scene, with normals)."""
+    model, scene, result = loaded.model, loaded.scene, matched.result
+    pose = matched.shown_pose
+    if matched.found and pose is not None:
+        caption = f"found: overlap {result.overlap:.2f} (at least {MIN_OVERLAP:.2f}), RMS distance {result.icp_residual:.3g}"
+    elif pose is not None:
+        caption = f"not found: the best pose (orange) has overlap {matched.best_overlap:.2f} < {MIN_OVERLAP:.2f}"
+    else:
+        caption = "not found: no candidate pose"
+    posed = (transform(pose, model.xyz), rotate(pose, model.normals)) if pose is not None else (None, None)
+    if matched.found and posed[0] is not None:
+        note = f"model_file posed in scene_file by AeroVision surface matching, overlap {result.overlap:.4f}"
+        yield "posed_model.ply", write_ply(posed[0], posed[1], comment=note)
+    picture = render_views(scene.xyz, scene.normals, *posed, model_diameter=model.diameter, caption=caption, found=matched.found)
+    yield "pose.png", encode_png(picture)

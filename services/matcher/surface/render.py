@@ -1,4 +1,4 @@
-"""Result pictures: the scene in gray with the posed model drawn in green, from three viewpoints."""
+"""Result pictures: the scene in gray with the posed model drawn in, from three viewpoints."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import numpy as np
 
 PANEL = 480  # pixels per view (square)
 # Points drawn per cloud at most: enough to read the surface, bounded in time for big scans.
-_MAX_DRAWN = 150_000
+_MAX_DRAWN = 80_000
 _LIGHT = np.array([0.3, 0.5, 1.0]) / np.linalg.norm([0.3, 0.5, 1.0])
 _SCENE_BGR = np.array([225.0, 225.0, 225.0])
-_MODEL_BGR = np.array([60.0, 210.0, 40.0])
+_FOUND_BGR = np.array([60.0, 210.0, 40.0])  # green: a verified pose
+_MISSED_BGR = np.array([0.0, 140.0, 255.0])  # orange: the best pose, not verified
 _MODEL_ALPHA = 0.75
 
 
@@ -57,8 +58,9 @@ def _splat(image: np.ndarray, depth: np.ndarray, xyz: np.ndarray, normals: np.nd
 
 
 def render_views(scene_xyz: np.ndarray, scene_normals: np.ndarray, model_xyz: np.ndarray | None,
-                 model_normals: np.ndarray | None, *, model_diameter: float, caption: str) -> np.ndarray:
-    """BGR picture of the scene (gray) with the posed model (green, over it), three views side by side."""
+                 model_normals: np.ndarray | None, *, model_diameter: float, caption: str, found: bool = True) -> np.ndarray:
+    """BGR picture of the scene (gray) with the posed model over it (green when verified, orange
+    when not), three views side by side."""
     scene_xyz, scene_normals = _thin(scene_xyz, scene_normals)
     if model_xyz is not None and model_normals is not None:
         model_xyz, model_normals = _thin(model_xyz, model_normals)
@@ -74,7 +76,7 @@ def render_views(scene_xyz: np.ndarray, scene_normals: np.ndarray, model_xyz: np
         depth = np.full((PANEL, PANEL), -np.inf)
         _splat(image, depth, (scene_xyz - centre) @ turn.T, scene_normals @ turn.T, _SCENE_BGR, scale, 1.0)
         if model_xyz is not None and model_normals is not None:
-            _splat(image, depth, (model_xyz - centre) @ turn.T, model_normals @ turn.T, _MODEL_BGR, scale, _MODEL_ALPHA)
+            _splat(image, depth, (model_xyz - centre) @ turn.T, model_normals @ turn.T, _FOUND_BGR if found else _MISSED_BGR, scale, _MODEL_ALPHA)
         panel = image.astype(np.uint8)
         cv2.putText(panel, title, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         panels.append(panel)
