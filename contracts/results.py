@@ -61,10 +61,10 @@ class SurfaceResult(msgspec.Struct, frozen=True, kw_only=True):
     pose: Annotated[Matrix | None, Meta(description="4×4 model → scene of the best verified pose; null when none passed")]
     num_model_points: Annotated[int, Meta(ge=0, description="vertices read from model_file")]
     num_scene_points: Annotated[int, Meta(ge=0, description="vertices read from scene_file")]
-    icp_residual: Annotated[float | None, Meta(ge=0.0, description="RMS distance (file units) from the posed model's overlapping points to the scene; null without a pose")]
+    icp_residual: Annotated[Annotated[float, Meta(ge=0.0)] | None, Meta(description="RMS distance (file units) from the posed model's overlapping points to the scene; null without a pose")]
     poses_found: Annotated[int, Meta(ge=0, description="distinct poses whose overlap reached min_overlap")]
     # (new) What it takes to trust the pose, and how the answer came about.
-    overlap: Annotated[float | None, Meta(description="the pose's overlap (as for candidates); null without a pose")]
+    overlap: Annotated[Annotated[float, Meta(ge=0.0, le=1.0)] | None, Meta(description="the pose's overlap (as for candidates); null without a pose")]
     min_overlap: Annotated[float, Meta(ge=0.0, le=1.0, description="the overlap a pose needs to count as found")]
     model_diameter: Annotated[float, Meta(ge=0.0, description="the model's bounding-box diagonal, in file units")]
     model_normals_estimated: bool

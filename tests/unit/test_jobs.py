@@ -59,5 +59,5 @@ def test_bad_input_ends_in_an_error_outcome_without_files() -> None:
 
 
 def test_an_unknown_tool_is_an_error_outcome() -> None:
-    outcome = run_job(Job(uid="u2", tool="surface", params={}, inputs=[]))
-    assert outcome.status == "error" and "surface" in (outcome.error or "")
+    outcome = run_job(Job(uid="u2", tool="volume", params={}, inputs=[]))
+    assert outcome.status == "error" and "volume" in (outcome.error or "")
