@@ -88,7 +88,9 @@ def ppf_candidates(trained: Trained, scene: PreparedScene, model: Cloud, relativ
     # Cells of at most half our voxel: OpenCV's second sampling then changes next to nothing.
     opencv_step = min(1.0, max(voxel / (2.0 * max(span, 1e-12)), _MIN_OPENCV_STEP))
     stride = _reference_stride(len(xyz), trained.cost.mean_chain)
-    results = trained.detector.match(cloud, 1.0 / stride, opencv_step)
+    # OpenCV takes every int(1 / step)-th point: a hair below 1/stride keeps float error from
+    # making that stride − 1.
+    results = trained.detector.match(cloud, (1.0 - 1e-9) / stride, opencv_step)
     if not results:
         return Candidates(np.empty((0, 4, 4)), np.empty(0, np.int64), np.empty(0))
     # OpenCV's pose takes the model in its frame to the scene in its frame.

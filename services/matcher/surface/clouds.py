@@ -13,6 +13,8 @@ from services.matcher.surface.normals import estimate_normals
 
 # A normal shorter than this is "zero": it has no direction to normalise.
 _MIN_NORMAL_LENGTH = 1e-6
+# Coordinates beyond this are refused: OpenCV works in float32 and squares distances.
+MAX_COORDINATE = 1e9
 # Extent below this share of the coordinates' magnitude is float noise: the points are one point.
 _MIN_RELATIVE_EXTENT = 1e-6
 
@@ -35,6 +37,8 @@ def checked_cloud(cloud: PointCloud, field: str, *, orientation: str) -> Cloud:
     bad = ~np.isfinite(xyz).all(axis=1)
     if bad.any():
         raise InputError(f"{int(bad.sum()):,} of the {len(xyz):,} points in '{field}' have a coordinate that is NaN or infinite")
+    if float(np.abs(xyz).max()) > MAX_COORDINATE:
+        raise InputError(f"'{field}' has coordinates beyond ±{MAX_COORDINATE:.0e}: use smaller units")
     size = diameter(xyz)
     if size <= _MIN_RELATIVE_EXTENT * max(1.0, float(np.abs(xyz).max())):
         raise InputError(f"all points in '{field}' are at the same place: there is no surface to match")
