@@ -52,10 +52,25 @@ class FeatureResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     )] | None = None
 
 
-class SurfaceResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    # Placeholder until the surface tool lands: the fields the API names.
-    pose: Matrix | None
-    num_model_points: int
-    num_scene_points: int
-    icp_residual: float | None
-    poses_found: int
+class SurfaceCandidate(msgspec.Struct, frozen=True, kw_only=True):
+    pose: Annotated[Matrix, Meta(description="4×4 model → scene, after a short ICP")]
+    votes: Annotated[int, Meta(ge=0, description="PPF votes of the pose before refinement")]
+    overlap: Annotated[float, Meta(ge=0.0, le=1.0, description="share of the model's sensor-facing points with a scene point within 2 % of its diameter")]
+
+
+class SurfaceResult(msgspec.Struct, frozen=True, kw_only=True):
+    # The API's five fields first. With no verified pose, `pose`, `icp_residual` and `overlap` are
+    # null and poses_found is 0; the candidates still show how close the best attempts came.
+    # Every field is always present: the tool is new, no client expects a shorter shape.
+    pose: Annotated[Matrix | None, Meta(description="4×4 model → scene of the best verified pose; null when none passed")]
+    num_model_points: Annotated[int, Meta(ge=0, description="vertices read from model_file")]
+    num_scene_points: Annotated[int, Meta(ge=0, description="vertices read from scene_file")]
+    icp_residual: Annotated[Annotated[float, Meta(ge=0.0)] | None, Meta(description="RMS distance (file units) from the posed model's overlapping points to the scene; null without a pose")]
+    poses_found: Annotated[int, Meta(ge=0, description="distinct poses whose overlap reached min_overlap")]
+    # (new) What it takes to trust the pose, and how the answer came about.
+    overlap: Annotated[Annotated[float, Meta(ge=0.0, le=1.0)] | None, Meta(description="the pose's overlap (as for candidates); null without a pose")]
+    min_overlap: Annotated[float, Meta(ge=0.0, le=1.0, description="the overlap a pose needs to count as found")]
+    model_diameter: Annotated[float, Meta(ge=0.0, description="the model's bounding-box diagonal, in file units")]
+    model_normals_estimated: bool
+    scene_normals_estimated: bool
+    candidates: Annotated[list[SurfaceCandidate], Meta(description="the best distinct candidates, best first (at most 5)")]

@@ -24,6 +24,7 @@ from contracts.tools import (
     file_kind,
     step_tools,
 )
+from infra.ply import PlyError, read_header
 from services.gateway.errors import InvalidRequest
 from services.gateway.forms import choices, distinct_names, parse_params, safe_filename
 from services.gateway.imageinfo import ImageInfo, sniff_image
@@ -60,11 +61,15 @@ def _check_image(upload: Upload, max_pixels: int) -> tuple[ImageInfo | None, Err
 
 
 def _check_point_cloud(upload: Upload) -> ErrorItem | None:
+    """What the PLY header shows is checked here (format, counts, properties: infra/ply.py);
+    the values themselves are checked by the matcher, which reads the whole file."""
     loc = ["body", upload.field]
     if not upload.data:
         return ErrorItem("value_error", loc, "The uploaded file is empty", upload.filename)
-    if not upload.data.startswith(b"ply"):
-        return ErrorItem("value_error", loc, "The file is not a PLY point cloud", upload.filename)
+    try:
+        read_header(upload.data)
+    except PlyError as exc:
+        return ErrorItem("value_error", loc, str(exc), upload.filename)
     return None
 
 

@@ -12,12 +12,14 @@ from typing import Any, Callable, Generator
 
 import cv2
 
-from contracts.params import FeatureParams, TemplateParams
-from contracts.results import FeatureResult, TemplateResult
+from contracts.params import FeatureParams, SurfaceParams, TemplateParams
+from contracts.results import FeatureResult, SurfaceResult, TemplateResult
 from services.matcher import feature as fm
 from services.matcher import template as tm
 from services.matcher.images import decode_image, encode_png
 from services.matcher.parts import ResultFile, Stage
+from services.matcher.surface import pipeline as surface
+from services.matcher.surface.cache import DetectorCache
 
 Steps = Generator[ResultFile | Stage, None, Any]
 Runner = Callable[[Any, bytes, bytes], Steps]
@@ -44,8 +46,28 @@ def run_feature(params: FeatureParams, query_bytes: bytes, train_bytes: bytes) -
     return matching.result
 
 
+# Trained surface detectors outlive a task: one bounded cache per worker process (the runner is
+# called with the files only, so the process is where it can live). Nothing but memory.
+SURFACE_DETECTORS = DetectorCache()
+
+
+def run_surface(params: SurfaceParams, model_bytes: bytes, scene_bytes: bytes) -> Generator[ResultFile | Stage, None, SurfaceResult]:
+    yield Stage("loading")
+    loaded = surface.load(model_bytes, scene_bytes)
+    yield Stage("training")
+    trained, _ = surface.train_detector(loaded.model, params, SURFACE_DETECTORS)
+    yield Stage("matching")
+    matching = surface.match(trained, loaded, params)
+    yield Stage("refining")
+    matched = surface.refine(matching, loaded, params)
+    for name, data in surface.result_files(matched, loaded):
+        yield ResultFile(name, data)
+    return matched.result
+
+
 # The tools a chain may use as steps; ``jobs.RUNNERS`` adds the chain itself.
 STEP_RUNNERS: dict[str, Runner] = {
     "template": run_template,
     "feature": run_feature,
+    "surface": run_surface,
 }
