@@ -254,12 +254,9 @@ async def rebuild(nc: NATS, settings: ProjectorSettings) -> None:
 
 async def serve(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     """Composition root of the projector: connect, declare, run until ``stop``, drain."""
-    nc = await nats_layout.connect(settings.nats_url, "aerovision-projector")
-    try:
+    async with nats_layout.session(settings.nats_url, "aerovision-projector", stop) as nc:
         js = nc.jetstream()
         await nats_layout.declare_event_stream(js, settings.replicas)
         views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, settings.replicas)
         index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, settings.replicas)
         await Projector(nc, views, index_kv, settings).run(stop)
-    finally:
-        await nc.drain()
