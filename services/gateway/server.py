@@ -166,7 +166,7 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, stop: asyncio.Event) -> None:
         super().__init__(config)
         self.stop = stop
-        self.signalled = False
+        self.stopped_by_signal = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
@@ -188,7 +188,10 @@ class GatewayServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.signalled = True
+        # A signal after the connection was lost (say, a supervisor stopping an unhealthy
+        # gateway) does not make the loss a requested stop.
+        if not self.stop.is_set():
+            self.stopped_by_signal = True
         super().handle_exit(sig, frame)
         if self._loop is not None:
             # Also abandons connecting to NATS (the app's start-up waits on it, not on should_exit).
@@ -223,7 +226,7 @@ def run(settings: GatewaySettings, fd: int | None = None) -> int:
     where = sockets[0].getsockname()[:2] if sockets else (settings.host, settings.port)
     log.info("gateway_starting", host=where[0], port=where[1], inherited_socket=fd is not None)
     server.run(sockets=sockets)
-    if stop.is_set() and not server.signalled:
+    if stop.is_set() and not server.stopped_by_signal:
         return EXIT_CONNECTION_LOST
     return 0
 
