@@ -186,6 +186,8 @@ def run_all(host: str, port: int, data: Path, matchers: int = 1) -> int:
         if gateway.exited() is None and now >= next_probe and not stop_requested:
             next_probe = now + HEALTH_PROBE_INTERVAL
             if _healthy(health):
+                if gateway.last_healthy is None:  # from here on, it is watched (policy.unhealthy_too_long)
+                    log.info("service_healthy", child="gateway", pid=gateway.proc.pid)
                 gateway.last_healthy = time.monotonic()
                 if not ready:
                     ready = True

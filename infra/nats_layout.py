@@ -146,9 +146,11 @@ async def connect(url: str, name: str, *, deadline: float | None = 60.0, stop: a
     finally:
         if stopping is not None:
             stopping.cancel()
-        if not attempt.done():
+        while not attempt.done():
+            # Again until it sticks: Python 3.11's wait_for (inside nats-py) drops a cancellation
+            # that lands as a connection attempt fails (gh-86296), and nats-py then retries on.
             attempt.cancel()
-            await asyncio.wait({attempt})
+            await asyncio.wait({attempt}, timeout=0.1)
             _closing.add(nc)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 2)

@@ -201,8 +201,10 @@ async def test_services_whose_connection_is_closed_exit_and_are_restarted(up_on_
 
 def test_a_gateway_that_stops_answering_is_restarted(up_on_configured_nats):
     api, log, _ = up_on_configured_nats
-    wait_for(api.healthy, timeout=60, what="a healthy gateway")
     wedged = _started(log, "gateway")[-1]
+    # Watched once the supervisor has seen it healthy (one still starting is left alone).
+    wait_for(lambda: any(e["event"] == "service_healthy" and e["pid"] == wedged for e in events(log)),
+             timeout=60, what="the supervisor to see the gateway healthy")
     os.kill(wedged, signal.SIGSTOP)  # alive, holding its socket, answering nothing
     try:
         wait_for(lambda: _started(log, "gateway")[-1] != wedged, timeout=30, what="a new gateway")
