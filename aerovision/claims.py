@@ -23,8 +23,8 @@ LOCK_FILE = "aerovision.lock"
 BACKLOG = 2048  # uvicorn's default
 
 
-class Busy(Exception):
-    """Something ``up`` needs is taken; the message says what and by whom."""
+class Unavailable(Exception):
+    """Something ``up`` needs is taken (or unusable); the message says what, and by whom."""
 
 
 def claim_data_folder(data: Path) -> int:
@@ -39,7 +39,7 @@ def claim_data_folder(data: Path) -> int:
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        raise Busy(f"the data folder {data} is in use by another aerovision up (pid {owner}) or the "
+        raise Unavailable(f"the data folder {data} is in use by another aerovision up (pid {owner}) or the "
                    f"nats-server it started; stop it first, or choose another folder with --data") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -48,8 +48,11 @@ def claim_data_folder(data: Path) -> int:
 
 def claim_port(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``, inheritable by the gateway."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc}; check --host") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not SO_REUSEPORT: a busy port must fail
     try:
@@ -57,10 +60,10 @@ def claim_port(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno != errno.EADDRINUSE:
-            raise Busy(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         holder = listener_of(port)
         by = f" by pid {holder[0]} ({holder[1]})" if holder else ""
-        raise Busy(f"port {port} on {host} is in use{by}; stop it, or choose another port with --port") from None
+        raise Unavailable(f"port {port} on {host} is in use{by}; stop it, or choose another port with --port") from None
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock

@@ -120,7 +120,7 @@ def run_all(host: str, port: int, data: Path, matchers: int = 1) -> int:
     try:
         lock = claims.claim_data_folder(data)
         listener = claims.claim_port(host, port)
-    except claims.Busy as exc:
+    except claims.Unavailable as exc:
         log.error("cannot_start", reason=str(exc))
         return 1
     stop_requested: list[int] = []

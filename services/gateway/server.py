@@ -41,7 +41,9 @@ _TIMEOUT_RESPONSE = (
 # Descriptors beyond the connection cap: NATS, spool files, uploads spilled to disk.
 _SPARE_FILES = 256
 
-_IDLE, _HEADERS, _BODY = 0, 1, 2
+# Where a request is: none expected (between requests, or answering), a connection that has
+# sent nothing yet, headers coming, body coming.
+_IDLE, _WAITING, _HEADERS, _BODY = 0, 1, 2, 3
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +91,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._expect_headers()  # a connection that never sends a byte is cut off too
+        self._expect_headers(_WAITING)  # a connection that never sends a byte is cut off too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -97,8 +99,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._phase == _IDLE:  # the first request's clock started with the connection
-            self._expect_headers()
+        if self._phase == _IDLE:
+            self._expect_headers(_HEADERS)
+        else:  # the first request's clock started with the connection
+            self._phase = _HEADERS
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
@@ -113,8 +117,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
-    def _expect_headers(self) -> None:
-        self._phase = _HEADERS
+    def _expect_headers(self, phase: int) -> None:
+        self._phase = phase
         self._timer = self.loop.call_later(self.limits.header_timeout, self._on_timer)
 
     def _disarm(self) -> None:
@@ -125,12 +129,14 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._phase == _HEADERS:
+        if self._phase in (_WAITING, _HEADERS):
             self._cut_off("headers")
             return
         now = self.loop.time()
-        if self.flow.read_paused:
-            # We stopped reading (the app has not taken what came): not the client's delay.
+        cycle = self.cycle
+        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+            # We stopped reading (the app has not taken what came), or the client waits for our
+            # "100 Continue" (curl does for uploads over 1 MB): not the client's delay.
             self._body_since, self._body_bytes = now, 0
         due = self._body_since + self.limits.body_grace + self._body_bytes / self.limits.body_min_rate
         if due > now:
@@ -139,12 +145,13 @@ class GuardedProtocol(HttpToolsProtocol):
             self._cut_off("body")
 
     def _cut_off(self, what: str) -> None:
-        self._phase = _IDLE
+        began, self._phase = self._phase != _WAITING, _IDLE
         self.cut_offs.note(what, self.client)
         cycle = self.cycle
         if what == "headers":
-            # Answer unless an earlier request's response is still being written.
-            answer = cycle is None or cycle.response_complete
+            # A connection that never sent a byte is just closed (browsers open spare ones);
+            # otherwise answer, unless an earlier request's response is still being written.
+            answer = began and (cycle is None or cycle.response_complete)
         else:
             answer = not cycle.response_started
             # The app reading this body hears a disconnect; anything it sends is dropped.

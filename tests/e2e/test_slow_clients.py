@@ -78,6 +78,17 @@ def test_unfinished_headers_are_cut_off_while_others_are_served(gateway):
     assert api.healthy()
 
 
+def test_a_connection_that_sends_nothing_is_closed(gateway):
+    port, _ = gateway
+    silent = [_connect(port, b"") for _ in range(20)]
+    try:
+        received = _wait_all_closed(silent, timeout=HEADER_TIMEOUT + 5)
+        assert set(received.values()) == {b""}, "closed without an answer to a request never made"
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_a_trickled_body_is_cut_off(gateway):
     port, api = gateway
     head = (b"POST /api/v1/match/template HTTP/1.1\r\nHost: x\r\n"
