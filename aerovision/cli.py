@@ -46,30 +46,27 @@ def _run_until_signalled(service: str, body: Callable[[asyncio.Event], Awaitable
     log = structlog.get_logger(service)
 
     async def main() -> int:
-        stop = asyncio.Event()
+        stop, hurry = asyncio.Event(), asyncio.Event()
         work = asyncio.ensure_future(body(stop))
         signals: list[int] = []
 
         def on_signal(sig: int) -> None:
             signals.append(sig)
-            stop.set()
-            if len(signals) > 1:
-                work.cancel()
+            (hurry if stop.is_set() else stop).set()  # a second one: stop at once
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        await _until_first(work, stop)
         if not work.done():
-            await asyncio.wait({work}, timeout=SHUTDOWN_GRACE)
+            # The body winds down on ``stop``; the grace or a second signal cuts that short.
+            await _until_first(work, hurry, timeout=SHUTDOWN_GRACE)
             if not work.done():
-                log.warning("shutdown_grace_exceeded", grace_s=SHUTDOWN_GRACE)
-                work.cancel()
-                await asyncio.wait({work})
+                log.warning("stop_cut_short", grace_s=SHUTDOWN_GRACE, second_signal=hurry.is_set())
+                await _cancel(work)
         if work.cancelled():
-            return 0
+            # Only a signal or a lost connection sets ``stop``.
+            return 0 if signals else EXIT_CONNECTION_LOST
         try:
             work.result()
         except nats_layout.Stopped:
@@ -81,6 +78,23 @@ def _run_until_signalled(service: str, body: Callable[[asyncio.Event], Awaitable
 
     _install_uvloop()
     sys.exit(asyncio.run(main()))
+
+
+async def _until_first(work: asyncio.Future, event: asyncio.Event, timeout: float | None = None) -> None:
+    """Wait until ``work`` ends or ``event`` is set (or ``timeout`` passes)."""
+    setting = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({work, setting}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        setting.cancel()
+
+
+async def _cancel(task: asyncio.Future) -> None:
+    """Cancel ``task`` and wait for it to end. Again until it sticks: Python 3.11's wait_for
+    (used inside nats-py) can drop a cancellation that lands as what it waits for completes."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
 
 
 def _install_uvloop() -> None:
