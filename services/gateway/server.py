@@ -1,11 +1,7 @@
 """The gateway's HTTP server: uvicorn, with the limits a server facing the network needs.
 
-uvicorn closes idle keep-alive connections and can cap concurrent ones, but it waits for ever
-for a request's headers and body: 1,000 connections with unfinished headers, or a body sent a
-byte every 2 s, held the gateway as long as the client liked. ``GuardedProtocol`` puts one timer
-on each request: its headers must be complete ``header_timeout`` after it starts, and its body
-may fall at most ``body_grace`` seconds behind ``body_min_rate``; a request that misses either
-gets 408 and its connection is closed. Every limit and its reason: docs/limits.md.
+Deadlines for slow clients (services/gateway/deadlines.py), a cap on open connections, the
+keep-alive and shutdown timeouts; every limit and its reason: docs/limits.md.
 
 The server stops on SIGTERM / SIGINT (exit 0) or when the app reports its NATS connection closed
 for good (exit ``EXIT_CONNECTION_LOST``, so that a supervisor starts it again).
@@ -18,153 +14,21 @@ import contextlib
 import signal
 import socket
 import threading
-import time
 from types import FrameType
 from typing import Iterator
 
-import msgspec
 import structlog
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from infra.process import EXIT_CONNECTION_LOST, ensure_open_files
 from services.gateway.app import create_app
+from services.gateway.deadlines import Limits, protocol_for
 from services.gateway.settings import GatewaySettings
 
 log = structlog.get_logger("gateway")
 
-_TIMEOUT_BODY = b'{"detail":"Request Timeout: the request did not arrive in time"}'
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _TIMEOUT_BODY
-)
 # Descriptors beyond the connection cap: NATS, spool files, uploads spilled to disk.
 _SPARE_FILES = 256
-
-# Where a request is: none expected (between requests, or answering), a connection that has
-# sent nothing yet, headers coming, body coming.
-_IDLE, _WAITING, _HEADERS, _BODY = 0, 1, 2, 3
-
-
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    header_timeout: float
-    body_grace: float
-    body_min_rate: float
-
-
-class CutOffs:
-    """Slow clients cut off, logged calmly: the first at once, then at most a line per interval
-    with the counts since the last one (a flood of slow clients must not flood the log)."""
-
-    interval = 10.0
-
-    def __init__(self) -> None:
-        self._counts = {"headers": 0, "body": 0}
-        self._logged = float("-inf")
-
-    def note(self, what: str, client: tuple[str, int] | None) -> None:
-        self._counts[what] += 1
-        now = time.monotonic()
-        if now - self._logged >= self.interval:
-            log.info("slow_clients_cut_off", **self._counts, last_client=client[0] if client else None)
-            self._counts = dict.fromkeys(self._counts, 0)
-            self._logged = now
-
-
-class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline and a minimum body rate per request.
-
-    One timer per request, armed when it starts and cancelled when its last byte arrives: the
-    cost on the hot path is a ``call_later`` and a ``cancel`` (uvicorn arms its keep-alive timer
-    the same way).
-    """
-
-    limits: Limits
-    cut_offs: CutOffs
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._timer: asyncio.TimerHandle | None = None
-        self._phase = _IDLE
-        self._body_since = 0.0
-        self._body_bytes = 0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._expect_headers(_WAITING)  # a connection that never sends a byte is cut off too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._phase == _IDLE:
-            self._expect_headers(_HEADERS)
-        else:  # the first request's clock started with the connection
-            self._phase = _HEADERS
-
-    def on_headers_complete(self) -> None:
-        self._phase = _BODY
-        self._body_since, self._body_bytes = self.loop.time(), 0
-        super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
-        super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
-    def _expect_headers(self, phase: int) -> None:
-        self._phase = phase
-        self._timer = self.loop.call_later(self.limits.header_timeout, self._on_timer)
-
-    def _disarm(self) -> None:
-        self._phase = _IDLE
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._phase in (_WAITING, _HEADERS):
-            self._cut_off("headers")
-            return
-        now = self.loop.time()
-        cycle = self.cycle
-        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
-            # We stopped reading (the app has not taken what came), or the client waits for our
-            # "100 Continue" (curl does for uploads over 1 MB): not the client's delay.
-            self._body_since, self._body_bytes = now, 0
-        due = self._body_since + self.limits.body_grace + self._body_bytes / self.limits.body_min_rate
-        if due > now:
-            self._timer = self.loop.call_later(due - now, self._on_timer)
-        else:
-            self._cut_off("body")
-
-    def _cut_off(self, what: str) -> None:
-        began, self._phase = self._phase != _WAITING, _IDLE
-        self.cut_offs.note(what, self.client)
-        cycle = self.cycle
-        if what == "headers":
-            # A connection that never sent a byte is just closed (browsers open spare ones);
-            # otherwise answer, unless an earlier request's response is still being written.
-            answer = began and (cycle is None or cycle.response_complete)
-        else:
-            answer = not cycle.response_started
-            # The app reading this body hears a disconnect; anything it sends is dropped.
-            cycle.disconnected = True
-            cycle.message_event.set()
-        if answer and not self.transport.is_closing():
-            self.transport.write(_TIMEOUT_RESPONSE)
-        self.transport.close()
-
-
-def protocol_for(limits: Limits) -> type[GuardedProtocol]:
-    """The protocol class uvicorn instantiates per connection, bound to ``limits``."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "cut_offs": CutOffs()})
 
 
 class GatewayServer(uvicorn.Server):
