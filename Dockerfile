@@ -7,4 +7,5 @@ COPY infra ./infra
 COPY services ./services
 RUN pip install --no-cache-dir .
 EXPOSE 8888
-CMD ["aerovision", "gateway"]
+# In a container the gateway must listen on every interface: say so (its default is loopback).
+CMD ["aerovision", "gateway", "--host", "0.0.0.0"]

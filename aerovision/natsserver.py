@@ -11,6 +11,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from infra.process import tied_to_this_process
+
 
 class NatsServerMissing(RuntimeError):
     pass
@@ -54,14 +56,20 @@ def go_threads() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
-def start(store_dir: Path, port: int, *, new_session: bool = True) -> subprocess.Popen:
-    """Start nats-server with JetStream storing under ``store_dir``; returns once it accepts clients."""
+def start(store_dir: Path, port: int, *, new_session: bool = True, tied: bool = False,
+          keep_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start nats-server with JetStream storing under ``store_dir``; returns once it accepts clients.
+
+    ``tied``: it gets SIGTERM when the calling process dies, even by SIGKILL (call from the main
+    thread: the kernel ties it to the thread). ``keep_fds`` are inherited (the data folder's lock).
+    """
     store_dir.mkdir(parents=True, exist_ok=True)
     log_file = store_dir.parent / "nats-server.log"
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
             [find_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port), "-n", "aerovision"],
-            stdout=log, stderr=log, start_new_session=new_session,
+            stdout=log, stderr=log, start_new_session=new_session, pass_fds=keep_fds,
+            preexec_fn=tied_to_this_process() if tied else None,
             env={**os.environ, "GOMAXPROCS": str(go_threads())},
         )
     wait_ready(port, proc, log_file=log_file)

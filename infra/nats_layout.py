@@ -7,9 +7,12 @@ services would fail (error 10058), so its configuration is written once, here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 import weakref
-from typing import Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import structlog
@@ -26,46 +29,186 @@ log = structlog.get_logger("nats")
 T = TypeVar("T")
 
 
-async def connect(url: str, name: str, *, deadline: float = 60.0,
-                  on_reconnect: list[Callable[[], Awaitable[None]]] | None = None) -> NATS:
-    """Connect, retrying until the server answers, and reconnect forever afterwards.
+# While no server answers, say so at the first failure and then at this interval, not at every
+# retry (nats-py retries every reconnect_time_wait = 0.5 s).
+UNREACHABLE_LOG_INTERVAL = 15.0
+# A drain (stop) waits this long for subscriptions to finish; nats-py's default is 30 s.
+DRAIN_TIMEOUT = 5
 
-    ``on_reconnect`` may be filled after connecting: each is awaited after every reconnection.
+
+class Stopped(Exception):
+    """A stop was asked for before a NATS server could be reached."""
+
+
+class ConnectionLost(RuntimeError):
+    """The NATS connection was closed for good by something other than us (nats-py does not
+    reconnect after the server refuses a command): the process should exit and be restarted."""
+
+
+def _without_credentials(url: str) -> str:
+    """The server list as it may be logged: no ``user:password@``."""
+    shown = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip())
+        if parts.username or parts.password:
+            host = parts.hostname or ""
+            parts = parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host)
+        shown.append(urlunsplit(parts))
+    return ",".join(shown)
+
+
+class _Unreachable:
+    """Logs failed attempts to reach NATS calmly: the first one, then one every interval."""
+
+    def __init__(self, client: str, url: str) -> None:
+        self._client, self._url = client, _without_credentials(url)
+        self._failures = 0
+        self._since = 0.0
+        self._logged = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._failures == 0:
+            self._since = now
+        self._failures += 1
+        if self._failures == 1 or now - self._logged >= UNREACHABLE_LOG_INTERVAL:
+            self._logged = now
+            log.warning("nats_unreachable", client=self._client, url=self._url, error=str(exc) or type(exc).__name__,
+                        attempts=self._failures, for_s=round(now - self._since, 1),
+                        hint="the NATS address comes from NATS_URL (comma-separated for several servers)")
+
+    def reached(self) -> None:
+        if self._failures:
+            log.info("nats_reachable", client=self._client, url=self._url, attempts=self._failures)
+        self._failures = 0
+
+
+# Connections closed by close() below: their closed callback is a goodbye, not a loss.
+_closing: "weakref.WeakSet[NATS]" = weakref.WeakSet()
+
+
+async def connect(url: str, name: str, *, deadline: float | None = 60.0, stop: asyncio.Event | None = None,
+                  on_closed: Callable[[str], None] | None = None,
+                  on_reconnect: list[Callable[[], Awaitable[None]]] | None = None) -> NATS:
+    """Connect, retrying until a server answers, and reconnect forever afterwards.
+
+    Raises ``Stopped`` if ``stop`` is set first, TimeoutError after ``deadline`` seconds (None:
+    never). ``on_closed(reason)`` is called if the connection is later closed for good by
+    anything but ``close()``. ``on_reconnect`` may be filled after connecting: each is awaited
+    after every reconnection.
     """
+    nc = NATS()
+    unreachable = _Unreachable(name, url)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats_error", client=name, error=str(exc))
+        if nc.is_connected:
+            log.warning("nats_error", client=name, error=str(exc))
+        else:  # a failed (re)connection attempt: nats-py tries again by itself
+            unreachable.failed(exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats_disconnected", client=name)
+        if not nc.is_closed:
+            log.warning("nats_disconnected", client=name)
 
     async def reconnected() -> None:
+        unreachable.reached()
         log.info("nats_reconnected", client=name)
         for callback in on_reconnect or ():
             await callback()
 
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline
-    delay = 0.1
-    while True:
+    async def closed() -> None:
+        if nc in _closing:
+            return
+        reason = str(nc.last_error) if nc.last_error else "closed"
+        log.error("nats_connection_closed", client=name, url=_without_credentials(url), reason=reason)
+        if on_closed is not None:
+            on_closed(reason)
+
+    attempt = asyncio.ensure_future(nc.connect(
+        [server.strip() for server in url.split(",") if server.strip()],
+        name=name,
+        max_reconnect_attempts=-1,  # also retries the first connection for ever: we decide when to give up
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        ping_interval=10,
+        drain_timeout=DRAIN_TIMEOUT,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=reconnected,
+        closed_cb=closed,
+    ))
+    waiting = {attempt}
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if stopping is not None:
+        waiting.add(stopping)
+    try:
+        await asyncio.wait(waiting, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if stopping is not None:
+            stopping.cancel()
+        while not attempt.done():
+            # Again until it sticks: Python 3.11's wait_for (inside nats-py) drops a cancellation
+            # that lands as a connection attempt fails (gh-86296), and nats-py then retries on.
+            attempt.cancel()
+            await asyncio.wait({attempt}, timeout=0.1)
+            _closing.add(nc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 2)
+    if attempt.cancelled():
+        if stop is not None and stop.is_set():
+            raise Stopped(f"stopped before NATS at {_without_credentials(url)} answered")
+        raise TimeoutError(f"no NATS server answered at {_without_credentials(url)} within {deadline} s")
+    attempt.result()
+    unreachable.reached()
+    return nc
+
+
+async def close(nc: NATS) -> None:
+    """Drain a connection we are done with (close it if it is not connected); no-op if closed."""
+    _closing.add(nc)
+    if nc.is_closed:
+        return
+    if nc.is_connected:
         try:
-            return await nats.connect(
-                [server.strip() for server in url.split(",") if server.strip()],
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=2,
-                ping_interval=10,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=reconnected,
-            )
-        except (OSError, nats.errors.NoServersError, asyncio.TimeoutError) as exc:
-            if loop.time() > give_up:
-                raise
-            log.info("nats_connect_retry", client=name, url=url, error=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await nc.drain()
+            return
+        except nats.errors.Error as exc:  # e.g. it dropped meanwhile
+            log.info("nats_drain_failed", error=type(exc).__name__)
+    try:
+        await nc.close()
+    except RuntimeError as exc:
+        # While reconnecting, nats-py flushes its pending buffer into the transport it already
+        # closed (uvloop raises); the connection is closed regardless, and we are leaving.
+        log.info("nats_close_failed", error=str(exc))
+
+
+@contextlib.asynccontextmanager
+async def session(url: str, name: str, stop: asyncio.Event,
+                  on_reconnect: list[Callable[[], Awaitable[None]]] | None = None) -> AsyncIterator[NATS]:
+    """A service's connection for its whole life, drained on leaving.
+
+    Connecting (retried for ever, logged calmly) is abandoned with ``Stopped`` once ``stop`` is
+    set. If the connection is closed for good by anything but leaving this block, ``stop`` is set
+    and leaving raises ``ConnectionLost``, so that the process exits non-zero and is restarted
+    instead of living on unable to serve.
+    """
+    lost: list[str] = []
+
+    def on_closed(reason: str) -> None:
+        lost.append(reason)
+        stop.set()
+
+    nc = await connect(url, name, deadline=None, stop=stop, on_closed=on_closed, on_reconnect=on_reconnect)
+    try:
+        yield nc
+    except Exception as exc:
+        if lost:  # whatever failed after the loss failed because of it
+            raise ConnectionLost(lost[0]) from exc
+        raise
+    finally:
+        await close(nc)
+    if lost:
+        raise ConnectionLost(lost[0])
 
 
 # What a JetStream call raises while the server restarts or a leader is elected: worth a retry.
@@ -84,7 +227,8 @@ async def retrying(op: Callable[[], Awaitable[T]], *, deadline: float = 15.0, wh
         try:
             return await op()
         except BROKER_UNAVAILABLE as exc:
-            if loop.time() + delay > give_up:
+            # A closed connection never comes back (nats-py raises it only once closed for good).
+            if loop.time() + delay > give_up or isinstance(exc, nats.errors.ConnectionClosedError):
                 raise
             log.info("nats_retry", what=what, error=type(exc).__name__)
             await asyncio.sleep(delay)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
+import structlog
 from litestar import Litestar
 from litestar.di import Provide
 
@@ -18,18 +20,22 @@ from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
 
 
+log = structlog.get_logger("gateway")
 _TASK_PATH = re.compile(rf"/api/v1/tasks/({UUID_PATTERN})")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def create_app(settings: GatewaySettings) -> Callable:
+def create_app(settings: GatewaySettings, stop: asyncio.Event | None = None) -> Callable:
     """The gateway as an ASGI app bound to ``settings``; it connects to NATS when it starts.
+
+    ``stop`` (set by the server on a signal) abandons connecting; the app sets it when its NATS
+    connection is closed for good, so that the server exits (services/gateway/server.py).
 
     Status reads are the hottest path (clients poll every 10 ms): a read of a cached view is
     answered here, before the framework's routing and middleware, for a third of the CPU.
     """
     state: dict[str, Backend] = {}
-    app = _litestar_app(settings, state)
+    app = _litestar_app(settings, state, stop if stop is not None else asyncio.Event())
     hold = settings.status_hold
 
     async def asgi(scope, receive, send) -> None:
@@ -53,21 +59,29 @@ def create_app(settings: GatewaySettings) -> Callable:
     return asgi
 
 
-def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Litestar:
+def _litestar_app(settings: GatewaySettings, state: dict[str, Backend], stop: asyncio.Event) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         reconnect_hooks: list = []
-        nc = await nats_layout.connect(settings.nats_url, "aerovision-gateway", on_reconnect=reconnect_hooks)
-        backend = Backend(nc, settings)
-        reconnect_hooks.append(backend.on_reconnect)
         try:
-            await backend.start()
-            state["backend"] = backend
+            async with nats_layout.session(settings.nats_url, "aerovision-gateway", stop,
+                                           on_reconnect=reconnect_hooks) as nc:
+                backend = Backend(nc, settings)
+                reconnect_hooks.append(backend.on_reconnect)
+                try:
+                    await backend.start()
+                    state["backend"] = backend
+                    yield
+                finally:
+                    await backend.close()
+        except nats_layout.Stopped:
+            # A signal came while connecting: start empty, the server stops at once (should_exit).
+            log.info("gateway_stopped_before_connecting")
             yield
-        finally:
-            await backend.close()
-            await nc.drain()
+        except nats_layout.ConnectionLost:
+            # Logged when it happened (nats_connection_closed); the server exits non-zero for it.
+            log.info("gateway_stopped", reason="nats connection closed")
 
     return Litestar(
         route_handlers=[*HANDLERS, *DOCS_HANDLERS],

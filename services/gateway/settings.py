@@ -9,7 +9,8 @@ import msgspec
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise: containers and deliberate exposure pass 0.0.0.0 explicitly.
+    host: str = "127.0.0.1"
     port: int = 8888
     replicas: int = 1
     # Whole request body (both files and the fields); larger uploads get 413.
@@ -30,6 +31,17 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # A local copy of stored files (infra/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
     spool_bytes: int = 256 * 2**20
+    # Slow clients (docs/limits.md): a request's headers must be complete this long after it starts.
+    header_timeout: float = 5.0
+    # A request body may fall this many seconds behind body_min_rate before it is cut off (408).
+    body_grace: float = 10.0
+    body_min_rate: int = 16 * 1024
+    # An idle keep-alive connection is closed after this long.
+    keep_alive: float = 5.0
+    # Open connections beyond this get 503 at once.
+    max_connections: int = 1000
+    # On stop, requests in flight get this long to finish.
+    shutdown_grace: float = 10.0
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -47,4 +59,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),
             spool_dir=env.get("AEROVISION_SPOOL_DIR", d.spool_dir),
             spool_bytes=int(float(env.get("AEROVISION_SPOOL_MB", d.spool_bytes / 2**20)) * 2**20),
+            header_timeout=float(env.get("AEROVISION_HEADER_TIMEOUT_S", d.header_timeout)),
+            body_grace=float(env.get("AEROVISION_BODY_GRACE_S", d.body_grace)),
+            body_min_rate=int(float(env.get("AEROVISION_BODY_MIN_KBPS", d.body_min_rate / 1024)) * 1024),
+            keep_alive=float(env.get("AEROVISION_KEEPALIVE_S", d.keep_alive)),
+            max_connections=int(env.get("AEROVISION_MAX_CONNECTIONS", d.max_connections)),
         )

@@ -353,13 +353,12 @@ async def serve(settings: MatcherSettings, stop: asyncio.Event) -> None:
     }
     for pool in pools.values():
         await pool.start()
-    nc = await nats_layout.connect(settings.nats_url, f"aerovision-matcher-{settings.name}")
     try:
-        js = nc.jetstream()
-        await nats_layout.declare_event_stream(js, settings.replicas)
-        await nats_layout.declare_files_bucket(js, settings.replicas)
-        await Matcher(nc, pools, settings).run(stop)
+        async with nats_layout.session(settings.nats_url, f"aerovision-matcher-{settings.name}", stop) as nc:
+            js = nc.jetstream()
+            await nats_layout.declare_event_stream(js, settings.replicas)
+            await nats_layout.declare_files_bucket(js, settings.replicas)
+            await Matcher(nc, pools, settings).run(stop)
     finally:
-        await nc.drain()
         for pool in pools.values():
             await pool.close()

@@ -140,8 +140,7 @@ class Notifier:
 
 async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
     """Composition root of the notifier."""
-    nc = await nats_layout.connect(settings.nats_url, "aerovision-notifier")
-    try:
+    async with nats_layout.session(settings.nats_url, "aerovision-notifier", stop) as nc:
         js = nc.jetstream()
         await nats_layout.declare_event_stream(js, settings.replicas)
         webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, settings.replicas)
@@ -154,5 +153,3 @@ async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
                 await Notifier(nc, directory, deliveries, http, settings).run(stop)
         finally:
             await directory.stop()
-    finally:
-        await nc.drain()

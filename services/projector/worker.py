@@ -309,10 +309,7 @@ async def _open_projection(nc: NATS, settings: ProjectorSettings) -> tuple[KeyVa
 
 async def serve(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     """Composition root of the projector: connect, declare, run until ``stop``, drain."""
-    nc = await nats_layout.connect(settings.nats_url, "aerovision-projector")
-    try:
+    async with nats_layout.session(settings.nats_url, "aerovision-projector", stop) as nc:
         await nats_layout.declare_event_stream(nc.jetstream(), settings.replicas)
         views, index_kv = await _open_projection(nc, settings)
         await Projector(nc, views, index_kv, settings).run(stop)
-    finally:
-        await nc.drain()
