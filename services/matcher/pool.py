@@ -16,6 +16,7 @@ import pickle
 import signal
 import socket
 import struct
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Generator
 
@@ -176,6 +177,11 @@ class WorkerPool:
         return worker
 
     async def start(self) -> None:
+        # multiprocessing starts its resource tracker at the first Process.start(), and its
+        # ensure_running() *unblocks* SIGINT and SIGTERM when done: inside _Worker's blocked
+        # window, the first worker was then born with them deliverable, and a stop during its
+        # start-up killed it (an attempt lost). Started here first, it leaves the mask alone.
+        resource_tracker.ensure_running()
         for _ in range(self.size):
             self._idle.put_nowait(self._spawn())
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +121,35 @@ async def test_a_stop_signal_to_the_whole_group_leaves_workers_running():
         assert worker in workers._all
     finally:
         await workers.close()
+
+
+_FRESH = """
+import asyncio, os, signal, sys
+from services.matcher.pool import WorkerPool
+
+async def main():
+    pool = WorkerPool(2)
+    await pool.start()
+    # At once, while every worker is still starting up, as a stop of the process group would.
+    for worker in pool._all:
+        os.kill(worker.process.pid, signal.SIGTERM)
+    await asyncio.sleep(3)
+    alive = [w.process.is_alive() for w in pool._all]
+    await pool.close()
+    print(alive)
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the matcher itself handles it
+    asyncio.run(main())
+"""
+
+
+def test_workers_survive_a_stop_signal_from_their_first_moment(tmp_path) -> None:
+    # A fresh interpreter: multiprocessing's resource tracker must not be running yet.
+    script = tmp_path / "fresh.py"
+    script.write_text(_FRESH)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[True, True]", out.stdout + out.stderr
