@@ -15,6 +15,8 @@ from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.routes import HANDLERS, UUID_PATTERN
 from services.gateway.settings import GatewaySettings
+from services.gateway.webhook_routes import WebhookController
+from services.gateway.webhooks import WebhookStore
 
 
 _TASK_PATH = re.compile(rf"^/api/v1/tasks/({UUID_PATTERN})$")
@@ -52,27 +54,31 @@ def create_app(settings: GatewaySettings) -> Callable:
     return asgi
 
 
-def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Litestar:
+def _litestar_app(settings: GatewaySettings, state: dict) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         reconnect_hooks: list = []
         nc = await nats_layout.connect(settings.nats_url, "aerovision-gateway", on_reconnect=reconnect_hooks)
         backend = Backend(nc, settings)
-        reconnect_hooks.append(backend.on_reconnect)
+        webhooks = WebhookStore(nc.jetstream(), settings.replicas, settings.broker_patience)
+        reconnect_hooks.extend([backend.on_reconnect, webhooks.on_reconnect])
         try:
             await backend.start()
-            state["backend"] = backend
+            await webhooks.start()
+            state["backend"], state["webhooks"] = backend, webhooks
             yield
         finally:
+            await webhooks.close()
             await backend.close()
             await nc.drain()
 
     return Litestar(
-        route_handlers=HANDLERS,
+        route_handlers=[*HANDLERS, WebhookController],
         lifespan=[lifespan],
         dependencies={
             "backend": Provide(lambda: state["backend"], sync_to_thread=False),
+            "webhooks": Provide(lambda: state["webhooks"], sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

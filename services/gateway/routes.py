@@ -8,11 +8,11 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar import Request, Response, delete, get, post, put
+from litestar import Request, Response, get, post, put
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, NotFoundException
 
-from contracts.api import ErrorItem, ToolSettings, WebhookIn, WebhookOut
+from contracts.api import ErrorItem, ToolSettings
 from contracts.params import FILE_FIELDS, PARAMS_BY_TOOL
 from contracts.view import TaskList
 from services.gateway.backend import Backend
@@ -157,33 +157,6 @@ async def write_settings(tool: str, request: Request, backend: Backend) -> Respo
     return _raw(msgspec.json.encode(ToolSettings(tool=tool, params=msgspec.to_builtins(params))))
 
 
-@post("/api/v1/webhooks")
-async def add_webhook(request: Request, backend: Backend) -> Response:
-    try:
-        body = msgspec.json.decode(await request.body(), type=WebhookIn)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest([ErrorItem("value_error", ["body"], str(exc), None)]) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest([ErrorItem("json_invalid", ["body"], f"Invalid JSON: {exc}", None)]) from None
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", body.url, re.IGNORECASE):
-        raise InvalidRequest([ErrorItem("url_parsing", ["body", "url"], "Input should be a valid http or https URL", body.url)])
-    record = await backend.add_webhook(body.url, body.secret or None)
-    log.info("webhook_registered", webhook_id=record.id)
-    return _raw(msgspec.json.encode(WebhookOut(id=record.id, url=record.url, created_at=record.created_at)), 201)
-
-
-@get("/api/v1/webhooks")
-async def list_webhooks(backend: Backend) -> Response:
-    records = await backend.webhooks()
-    return _raw(msgspec.json.encode([WebhookOut(id=r.id, url=r.url, created_at=r.created_at) for r in records]))
-
-
-@delete("/api/v1/webhooks/{webhook_id:str}", status_code=204)
-async def remove_webhook(webhook_id: str, backend: Backend) -> None:
-    if not await backend.delete_webhook(webhook_id):
-        raise NotFoundException(detail="Webhook not found")
-
-
 async def _serve_file(kind: str, path: str, backend: Backend) -> Response:
     # Litestar hands the path with a leading slash; names were sanitised at upload.
     full = f"{kind}/{path.lstrip('/')}"
@@ -213,5 +186,5 @@ async def result_file(path: str, backend: Backend) -> Response:
 
 HANDLERS = [
     healthz, submit, list_tasks, read_task, task_events, read_settings, write_settings,
-    add_webhook, list_webhooks, remove_webhook, upload_file, thumbnail_file, result_file,
+    upload_file, thumbnail_file, result_file,
 ]

@@ -6,6 +6,8 @@ import os
 
 import msgspec
 
+from contracts.webhook_targets import private_targets_allowed
+
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
@@ -27,6 +29,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # A local copy of stored files (infra/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
     spool_bytes: int = 256 * 2**20
+    # Webhooks to loopback and private addresses: allowed unless AEROVISION_WEBHOOK_PRIVATE_TARGETS=deny.
+    webhook_allow_private_targets: bool = True
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -43,4 +47,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),
             spool_dir=env.get("AEROVISION_SPOOL_DIR", d.spool_dir),
             spool_bytes=int(float(env.get("AEROVISION_SPOOL_MB", d.spool_bytes / 2**20)) * 2**20),
+            webhook_allow_private_targets=private_targets_allowed(env.get("AEROVISION_WEBHOOK_PRIVATE_TARGETS")),
         )
