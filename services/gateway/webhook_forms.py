@@ -14,8 +14,9 @@ import msgspec
 from contracts.api import WEBHOOK_ID_PATTERN, WEBHOOK_SECRET_MAX_LENGTH, ErrorItem, WebhookIn
 from contracts.webhook_targets import url_problem
 
-_WEBHOOK_ID = re.compile(WEBHOOK_ID_PATTERN)
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# fullmatch: a pattern's "$" also matches before a final newline ("wh_...\n" would pass).
+_WEBHOOK_ID = re.compile(WEBHOOK_ID_PATTERN.lstrip("^").rstrip("$"))
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 INPUT_ECHO_CHARS = 100  # how much of a bad value a 422 shows
 
 
@@ -86,11 +87,11 @@ def validate_registration(body: bytes, allow_private: bool) -> tuple[WebhookIn |
 
 
 def is_webhook_id(value: str) -> bool:
-    return bool(_WEBHOOK_ID.match(value))
+    return _WEBHOOK_ID.fullmatch(value) is not None
 
 
 def is_task_uid(value: str) -> bool:
-    return bool(_UUID.match(value))
+    return _UUID.fullmatch(value) is not None
 
 
 def query_int(raw: str | None, name: str, default: int, lo: int, hi: int | None) -> tuple[int, ErrorItem | None]:
