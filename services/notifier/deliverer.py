@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import msgspec
@@ -47,6 +48,7 @@ class Scheduled(msgspec.Struct, frozen=True):
 
 
 Change = Removed | Scheduled | None  # None: the entry vanished under us
+Slot = AbstractAsyncContextManager[None]
 
 
 class Payloads:
@@ -89,30 +91,30 @@ class Deliverer:
         self._http = http
         self._settings = settings
 
-    async def deliver(self, key: str, entry: OutboxEntry, revision: int) -> Change:
-        """Handle the outbox entry ``key`` read at ``revision`` (it is due)."""
+    async def deliver(self, key: str, entry: OutboxEntry, revision: int, slot: Slot) -> Change:
+        """Handle the outbox entry ``key`` read at ``revision`` (it is due). ``slot`` bounds the
+        part that talks to the receiver (claim and POST): the bookkeeping after it holds no slot."""
         state_key = delivery_key(entry.uid, entry.webhook_id)
         state, state_rev = await self._states.get(state_key)
-        hook = self._directory.get(entry.webhook_id)
-        if hook is None:  # deleted: what it was still owed is cancelled
-            if state is not None and not state.ended:
-                await self._states.write(state_key, msgspec.structs.replace(state, cancelled=True), state_rev)
-            log.info("webhook_delivery_cancelled", webhook_id=entry.webhook_id, uid=entry.uid)
-            return await self._remove(key, revision)
+        if self._directory.get(entry.webhook_id) is None:
+            return await self._cancel(key, revision, state_key, state, state_rev, entry)
         if state is not None and state.ended and not entry.resend:
             return await self._remove(key, revision)  # ended already (a stale entry): nothing to send
         one_off = entry.resend and (state is None or state.ended)
-        attempt_state = claimed(state or Delivery())
-        state_rev = await self._states.write(state_key, attempt_state, state_rev)
-
-        started_at = now_iso()
-        body = await self._payloads.body(entry.uid, entry.tool)
-        if body is None:
-            outcome, duration = Outcome(delivered=False, error="the task's result is no longer available"), 0.0
-        else:
-            outcome, duration = await http_attempt.post(
-                self._http, hook.url, body, headers_for(hook.secret, f"msg_{entry.uid}", int(time.time()), body),
-                timeout=self._settings.timeout, allow_private=self._settings.allow_private_targets)
+        async with slot:
+            hook = self._directory.get(entry.webhook_id)
+            if hook is None:  # deleted while this waited for its turn
+                return await self._cancel(key, revision, state_key, state, state_rev, entry)
+            attempt_state = claimed(state or Delivery())
+            state_rev = await self._states.write(state_key, attempt_state, state_rev)
+            started_at = now_iso()
+            body = await self._payloads.body(entry.uid, entry.tool)
+            if body is None:
+                outcome, duration = Outcome(delivered=False, error="the task's result is no longer available"), 0.0
+            else:
+                outcome, duration = await http_attempt.post(
+                    self._http, hook.url, body, headers_for(hook.secret, f"msg_{entry.uid}", int(time.time()), body),
+                    timeout=self._settings.timeout, allow_private=self._settings.allow_private_targets)
         await nats_layout.publish_event(self._js, WebhookAttempted(
             uid=entry.uid, tool=entry.tool, webhook_id=hook.id, url=redact_url(hook.url),
             attempt=attempt_state.attempts, delivered=outcome.delivered, status_code=outcome.status_code,
@@ -121,7 +123,7 @@ class Deliverer:
         after, delay = after_attempt(attempt_state, outcome, one_off=one_off, schedule=self._settings.schedule)
         if body is None:
             after, delay = msgspec.structs.replace(after, gave_up=True), None
-        await self._states.write(state_key, after, state_rev)
+        await self._states.write(state_key, after, state_rev, ended=delay is None)
         log.info("webhook_attempted", webhook_id=hook.id, uid=entry.uid, attempt=attempt_state.attempts,
                  delivered=outcome.delivered, status_code=outcome.status_code, error=outcome.error,
                  duration_ms=duration, next_in=delay)
@@ -130,6 +132,14 @@ class Deliverer:
         later = msgspec.structs.replace(entry, due_at=time.time() + delay, resend=False)
         new_rev = await self._outbox.replace(key, later, revision)
         return Scheduled(later, new_rev) if new_rev is not None else await self._current(key)
+
+    async def _cancel(self, key: str, revision: int, state_key: str, state: Delivery | None, state_rev: int,
+                      entry: OutboxEntry) -> Change:
+        """The webhook was deleted: what it was still owed is cancelled."""
+        if state is not None and not state.ended:
+            await self._states.write(state_key, msgspec.structs.replace(state, cancelled=True), state_rev, ended=True)
+        log.info("webhook_delivery_cancelled", webhook_id=entry.webhook_id, uid=entry.uid)
+        return await self._remove(key, revision)
 
     async def _remove(self, key: str, revision: int) -> Change:
         removed = await self._outbox.remove(key, revision)

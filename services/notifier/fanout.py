@@ -7,6 +7,7 @@ redelivered or replayed event finds them and adds nothing (an ended delivery is 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -70,16 +71,16 @@ class FanOut:
     async def fan_out(self, event: TaskFinished) -> int:
         """Record a delivery to each webhook registered before the task ended; how many are new."""
         self._payloads.remember(event)
-        owed = 0
-        now = time.time()
-        for hook in self._directory.registered_before(event.occurred_at):
-            state_key = delivery_key(event.uid, hook.id)
-            if await self._states.create(state_key, Delivery()) is None:
-                state, _ = await self._states.get(state_key)
-                if state is None or state.ended:
-                    continue  # seen before, and ended: never owed again
-            # Owed (new, or created by a fan-out that stopped before its outbox entry).
-            entry = OutboxEntry(webhook_id=hook.id, uid=event.uid, tool=event.tool, due_at=now)
-            if await self._outbox.create(outbox_key(hook.id, event.uid), entry) is not None:
-                owed += 1
-        return owed
+        hooks = self._directory.registered_before(event.occurred_at)
+        owed = await asyncio.gather(*(self._owe(event, hook.id, time.time()) for hook in hooks))
+        return sum(owed)
+
+    async def _owe(self, event: TaskFinished, webhook_id: str, now: float) -> bool:
+        state_key = delivery_key(event.uid, webhook_id)
+        if await self._states.create(state_key, Delivery()) is None:
+            state, _ = await self._states.get(state_key)
+            if state is None or state.ended:
+                return False  # seen before, and ended: never owed again
+        # Owed (new, or created by a fan-out that stopped before its outbox entry).
+        entry = OutboxEntry(webhook_id=webhook_id, uid=event.uid, tool=event.tool, due_at=now)
+        return await self._outbox.create(outbox_key(webhook_id, event.uid), entry) is not None

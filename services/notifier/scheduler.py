@@ -12,7 +12,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable
 
 import structlog
 
@@ -20,7 +21,7 @@ from contracts.webhooks import OutboxEntry, outbox_decoder
 from services.notifier.deliverer import Change, Removed, Scheduled
 
 log = structlog.get_logger("notifier")
-Deliver = Callable[[str, OutboxEntry, int], Awaitable[Change]]
+Deliver = Callable[[str, OutboxEntry, int, AbstractAsyncContextManager[None]], Awaitable[Change]]
 # After an unexpected failure (the broker away, a write that lost a race), try again this much later.
 RETRY_LATER = 5.0
 
@@ -120,12 +121,18 @@ class Scheduler:
             entry, revision = self._entries[key]
             self._running[key] = asyncio.create_task(self._attempt(key, entry, revision))
 
+    @asynccontextmanager
+    async def _slot(self, webhook_id: str) -> AsyncIterator[None]:
+        """A turn to talk to one receiver: its own lane first, then one of all (so waiting for a
+        slow receiver's lane never holds a slot anyone else could use)."""
+        lane = self._lanes.setdefault(webhook_id, asyncio.Semaphore(self._per_receiver))
+        async with lane, self._total:
+            yield
+
     async def _attempt(self, key: str, entry: OutboxEntry, revision: int) -> None:
-        lane = self._lanes.setdefault(entry.webhook_id, asyncio.Semaphore(self._per_receiver))
         change: Change | float
         try:
-            async with lane, self._total:
-                change = await self._deliver(key, entry, revision)
+            change = await self._deliver(key, entry, revision, self._slot(entry.webhook_id))
         except asyncio.CancelledError:
             raise
         except Exception:

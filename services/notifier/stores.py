@@ -33,11 +33,17 @@ async def _nats(op, what: str):
 
 
 class DeliveryStates:
+    """Delivery states in KV, those still owed also in memory: this notifier writes them, so an
+    attempt needs no read first (a write that finds the revision moved drops the copy)."""
+
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
+        self._owed: dict[str, tuple[Delivery, int]] = {}
 
     async def get(self, key: str) -> tuple[Delivery | None, int]:
         """The state and its revision; ``(None, 0)`` when the delivery has none yet."""
+        if key in self._owed:
+            return self._owed[key]
         try:
             entry = await _nats(lambda: self._kv.get(key), "deliveries")
         except KeyNotFoundError:
@@ -47,16 +53,28 @@ class DeliveryStates:
     async def create(self, key: str, state: Delivery) -> int | None:
         """Store a new state; None when one exists already."""
         try:
-            return await _nats(lambda: self._kv.create(key, _encoder.encode(state)), "deliveries")
+            revision = await _nats(lambda: self._kv.create(key, _encoder.encode(state)), "deliveries")
         except KeyWrongLastSequenceError:
             return None
+        self._owed[key] = (state, revision)
+        return revision
 
-    async def write(self, key: str, state: Delivery, revision: int) -> int:
+    async def write(self, key: str, state: Delivery, revision: int, ended: bool = False) -> int:
         """Replace the state read at ``revision`` (0: create); KeyWrongLastSequenceError if it moved."""
         data = _encoder.encode(state)
-        if revision:
-            return await _nats(lambda: self._kv.update(key, data, last=revision), "deliveries")
-        return await _nats(lambda: self._kv.create(key, data), "deliveries")
+        try:
+            if revision:
+                new = await _nats(lambda: self._kv.update(key, data, last=revision), "deliveries")
+            else:
+                new = await _nats(lambda: self._kv.create(key, data), "deliveries")
+        except KeyWrongLastSequenceError:
+            self._owed.pop(key, None)
+            raise
+        if ended:
+            self._owed.pop(key, None)
+        else:
+            self._owed[key] = (state, new)
+        return new
 
 
 class Outbox:
