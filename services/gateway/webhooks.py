@@ -57,13 +57,14 @@ class WebhookStore:
         self._kv: KeyValue = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, replicas)
         self._outbox: KeyValue = await nats_layout.open_kv(js, names.WEBHOOK_OUTBOX_BUCKET, replicas)
         self._attempts: KeyValue = await nats_layout.open_kv(js, names.WEBHOOK_ATTEMPTS_BUCKET, replicas)
-        await self._watch()
+        await asyncio.wait_for((await self._watch()).wait(), timeout=30)
 
-    async def _watch(self) -> None:
+    async def _watch(self) -> asyncio.Event:
+        """Start a watcher; the event is set once it has replayed the current registrations."""
         ready = asyncio.Event()
         watcher = await self._kv.watchall()
         self._watching = asyncio.create_task(self._follow(watcher, ready))
-        await asyncio.wait_for(ready.wait(), timeout=30)
+        return ready
 
     async def _follow(self, watcher, ready: asyncio.Event) -> None:
         try:
@@ -85,11 +86,12 @@ class WebhookStore:
             await watcher.stop()
 
     async def on_reconnect(self) -> None:
-        """A watcher can stay silent for a while after a reconnect: start a fresh one."""
+        """A watcher can stay silent for a while after a reconnect: start a fresh one (not waited
+        for: this runs inside the client's reconnection; the mirror serves meanwhile)."""
         await self.close()
         try:
             await self._watch()
-        except Exception:
+        except Exception:  # the next reconnect tries again; until then the mirror is as it was
             log.exception("webhook_watch_restart_failed")
 
     async def close(self) -> None:

@@ -31,6 +31,9 @@ from services.notifier.signing import headers_for, payload_for
 from services.notifier.stores import DeliveryStates, Outbox, delivery_key
 
 log = structlog.get_logger("notifier")
+# The receiver has answered: its record waits out a broker outage this long rather than give up
+# (giving up would make the next try a second POST of an attempt that may have succeeded).
+RECORD_PATIENCE = 300.0
 _finished = msgspec.json.Decoder(TaskFinished)
 
 
@@ -119,7 +122,7 @@ class Deliverer:
             uid=entry.uid, tool=entry.tool, webhook_id=hook.id, url=redact_url(hook.url),
             attempt=attempt_state.attempts, delivered=outcome.delivered, status_code=outcome.status_code,
             error=outcome.error, duration_ms=duration, started_at=started_at,
-        ), deadline=30.0)
+        ), deadline=RECORD_PATIENCE)
         after, delay = after_attempt(attempt_state, outcome, one_off=one_off, schedule=self._settings.schedule)
         if body is None:
             after, delay = msgspec.structs.replace(after, gave_up=True), None

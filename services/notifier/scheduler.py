@@ -77,6 +77,7 @@ class Scheduler:
 
     def hook_removed(self, webhook_id: str) -> None:
         """A deleted webhook: make its entries due now, so they are cancelled at once."""
+        self._lanes.pop(webhook_id, None)
         now = time.time()
         for key, (entry, _) in list(self._entries.items()):
             if entry.webhook_id == webhook_id:

@@ -29,7 +29,9 @@ def delivery_key(uid: str, webhook_id: str) -> str:
 
 
 async def _nats(op, what: str):
-    return await nats_layout.retrying(op, deadline=30.0, what=what)
+    # Rides out a broker restart or leader election; an outage longer than that fails the
+    # attempt's bookkeeping, and the scheduler tries the entry again later.
+    return await nats_layout.retrying(op, deadline=60.0, what=what)
 
 
 class DeliveryStates:
