@@ -21,6 +21,7 @@ from contracts.webhooks import OutboxEntry, outbox_key
 from services.notifier.deliverer import Payloads
 from services.notifier.directory import WebhookDirectory
 from services.notifier.schedule import Delivery
+from services.notifier.scheduler import Scheduler
 from services.notifier.stores import DeliveryStates, Outbox, delivery_key
 
 log = structlog.get_logger("notifier")
@@ -42,11 +43,13 @@ def consumer_config() -> js_api.ConsumerConfig:
 
 
 class FanOut:
-    def __init__(self, directory: WebhookDirectory, states: DeliveryStates, outbox: Outbox, payloads: Payloads) -> None:
+    def __init__(self, directory: WebhookDirectory, states: DeliveryStates, outbox: Outbox, payloads: Payloads,
+                 scheduler: Scheduler) -> None:
         self._directory = directory
         self._states = states
         self._outbox = outbox
         self._payloads = payloads
+        self._scheduler = scheduler
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -83,4 +86,9 @@ class FanOut:
                 return False  # seen before, and ended: never owed again
         # Owed (new, or created by a fan-out that stopped before its outbox entry).
         entry = OutboxEntry(webhook_id=webhook_id, uid=event.uid, tool=event.tool, due_at=now)
-        return await self._outbox.create(outbox_key(webhook_id, event.uid), entry) is not None
+        key = outbox_key(webhook_id, event.uid)
+        revision = await self._outbox.create(key, entry)
+        if revision is None:
+            return False
+        self._scheduler.owed(key, entry, revision)  # at once, not when the watcher brings it
+        return True

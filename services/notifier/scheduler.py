@@ -64,7 +64,13 @@ class Scheduler:
         known = self._entries.get(key)
         if revision <= self._removed.get(key, 0) or (known is not None and known[1] >= revision):
             return  # we already know better
-        entry = outbox_decoder.decode(value)
+        self.owed(key, outbox_decoder.decode(value), revision)
+
+    def owed(self, key: str, entry: OutboxEntry, revision: int) -> None:
+        """An entry written at ``revision`` (by this notifier, or seen by the watcher)."""
+        known = self._entries.get(key)
+        if revision <= self._removed.get(key, 0) or (known is not None and known[1] >= revision):
+            return
         self._entries[key] = (entry, revision)
         self._schedule(key, entry.due_at)
 

@@ -55,7 +55,7 @@ async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
 
             await nats_layout.declare_consumer(js, fanout.consumer_config())
             psub = await js.pull_subscribe_bind(durable=names.NOTIFIER_CONSUMER, stream=names.EVENT_STREAM)
-            fan = fanout.FanOut(directory, states, outbox, payloads)
+            fan = fanout.FanOut(directory, states, outbox, payloads, scheduler)
             loops = [
                 asyncio.create_task(nats_layout.consume(psub, fan.handle, concurrency=32, stop=stop, grace=5)),
                 asyncio.create_task(scheduler.run(stop)),

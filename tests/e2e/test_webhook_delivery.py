@@ -226,7 +226,12 @@ async def test_deliveries_are_listed_newest_first_and_can_be_resent(rig: Rig):
         everything = (await rig.deliveries(hook["id"], limit=200))["deliveries"]
         assert sorted(d["uid"] for d in everything) == sorted(uids)
         assert all(d["delivered"] and d["attempt"] == 1 and d["status_code"] == 200 for d in everything)
-        assert [d["at"] for d in everything] == sorted((d["at"] for d in everything), reverse=True)
+        # Newest first: the reverse of the order the attempts were recorded on the event stream.
+        recorded = await nats_layout.direct_get_batch(rig.nc, names.EVENT_STREAM,
+                                                      names.kind_filter(names.KIND_WEBHOOK_ATTEMPTED), 10_000)
+        mine = [(e["uid"], e["attempt"]) for e in map(json.loads, (m.data for m in recorded))
+                if e["webhook_id"] == hook["id"]]
+        assert [(d["uid"], d["attempt"]) for d in everything] == mine[::-1]
         pages = []
         for offset in range(0, 130, 30):
             page = await rig.deliveries(hook["id"], offset=offset, limit=30)
