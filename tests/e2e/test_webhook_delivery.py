@@ -91,7 +91,7 @@ async def test_each_task_and_webhook_keeps_its_own_schedule(rig: Rig):
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
         assert len(arrivals) == len(SCHEDULE) + 1, gaps  # then given up
         for gap, delay in zip(gaps, SCHEDULE):
-            assert delay - 0.05 <= gap <= delay + 0.75, (gaps, SCHEDULE)
+            assert delay - 0.05 <= gap <= delay + 1.0, (gaps, SCHEDULE)  # never early; late only by load
         assert [a["attempt"] for a in attempts] == [1, 2, 3, 4]
         assert {a["error"] for a in attempts} == {"HTTP 500"} and {a["status_code"] for a in attempts} == {500}
         assert [a["error"] for a in refused] == ["connection refused"] * 4
