@@ -26,7 +26,7 @@ STOP_GRACE = 3.0
 
 
 async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
-    """Run the notifier until ``stop``; attempts in flight get the attempt timeout to finish."""
+    """Run the notifier until ``stop``; attempts in flight then get a few seconds to finish."""
     nc = await nats_layout.connect(settings.nats_url, "aerovision-notifier")
     try:
         js = nc.jetstream()
