@@ -31,13 +31,31 @@ class ToolSettings(msgspec.Struct):
     params: dict[str, Any]
 
 
+# Registration limits (docs/limits.md): long enough for any real endpoint or secret, short enough
+# that a registration is one small KV record and every event that names the URL stays small.
+WEBHOOK_URL_MAX_LENGTH = 2048
+WEBHOOK_SECRET_MAX_LENGTH = 512
+# A registration body holds two bounded strings: anything longer is refused before it is parsed.
+# Large enough that the issue's 2 MiB URL still gets a field-level 422 rather than a bare 413.
+WEBHOOK_BODY_MAX_BYTES = 4 * 1024 * 1024
+WEBHOOK_ID_PATTERN = r"^wh_[0-9a-f]{16}$"
+
+WebhookUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=WEBHOOK_URL_MAX_LENGTH,
+                                         description="http or https URL that receives the notifications")]
+WebhookSecret = Annotated[str, msgspec.Meta(max_length=WEBHOOK_SECRET_MAX_LENGTH,
+                                            description="HMAC-SHA256 key; signs every delivery when set")]
+WebhookId = Annotated[str, msgspec.Meta(pattern=WEBHOOK_ID_PATTERN)]
+
+
 class WebhookIn(msgspec.Struct, kw_only=True):
-    url: str
-    secret: str | None = None
+    url: WebhookUrl
+    secret: WebhookSecret | None = None
 
 
 class WebhookOut(msgspec.Struct, kw_only=True):
-    id: str
+    """A registration as clients see it: never the secret, and the URL without ``user:password@``."""
+
+    id: WebhookId
     url: str
     created_at: str
 
@@ -62,6 +80,35 @@ class WebhookPayload(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str | None = None
 
 
+class DeliveryOut(msgspec.Struct, kw_only=True):
+    """One delivery attempt as ``GET /api/v1/webhooks/{id}/deliveries`` shows it.
+
+    ``error`` names what failed (timeout, connection refused, DNS, TLS, HTTP status) in our own
+    words: never the receiver's reply.
+    """
+
+    uid: str
+    attempt: int
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float = 0.0
+    at: str = ""
+
+
+class DeliveryList(msgspec.Struct, kw_only=True):
+    total: int
+    deliveries: list[DeliveryOut]
+
+
+class ResendOut(msgspec.Struct, kw_only=True):
+    """``202`` of a resend: the attempt is scheduled now; its outcome appears in the deliveries."""
+
+    webhook_id: str
+    uid: str
+    status: str = "scheduled"
+
+
 # --- shapes of the other routes, as the OpenAPI document describes them --------------------------
 
 class Health(msgspec.Struct, omit_defaults=True):
@@ -72,11 +119,16 @@ class Health(msgspec.Struct, omit_defaults=True):
 ToolName = Literal[tuple(TOOLS)]  # type: ignore[valid-type]
 
 
-class TaskListQuery(msgspec.Struct, kw_only=True):
+class PageQuery(msgspec.Struct, kw_only=True):
+    """A paged list's query string (newest first)."""
+
+    offset: Annotated[int, Meta(ge=0, description="items to skip, newest first")] = 0
+    limit: Annotated[int, Meta(ge=1, le=200, description="items to return")] = 50
+
+
+class TaskListQuery(PageQuery, kw_only=True):
     """``GET /api/v1/tasks``'s query string."""
 
-    offset: Annotated[int, Meta(ge=0, description="tasks to skip, newest first")] = 0
-    limit: Annotated[int, Meta(ge=1, le=200, description="tasks to return")] = 50
     tool: Annotated[ToolName | None, Meta(description="only this tool's tasks")] = None  # type: ignore[valid-type]
     status: Annotated[TaskStatus | None, Meta(description="only tasks in this status")] = None
 

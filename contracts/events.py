@@ -83,7 +83,11 @@ class TaskFinished(Event, frozen=True, kw_only=True, tag="task.finished"):
 
 
 class WebhookAttempted(Event, frozen=True, kw_only=True, tag="webhook.attempted"):
-    """The notifier tried to deliver a task's terminal notification to one webhook."""
+    """The notifier tried to deliver a task's terminal notification to one webhook.
+
+    ``url`` is shown without ``user:password@``; ``error`` says what failed in the notifier's
+    words (timeout, refused, HTTP status...), never with the receiver's reply.
+    """
 
     webhook_id: str
     url: str
@@ -92,6 +96,7 @@ class WebhookAttempted(Event, frozen=True, kw_only=True, tag="webhook.attempted"
     status_code: int | None = None
     error: str | None = None
     duration_ms: float = 0.0
+    started_at: str | None = None  # when the attempt began (``occurred_at`` is when it ended)
 
 
 AnyEvent = TaskSubmitted | TaskStarted | TaskProgressed | StepCompleted | TaskFinished | WebhookAttempted

@@ -51,6 +51,15 @@ def tool_filter(kind: str, tool: str) -> str:
 def task_filter(uid: str) -> str:
     """Subject filter matching every event of one task."""
     return f"{EVENT_PREFIX}.*.*.{uid}"
+# Webhooks: the state of each (task, webhook) delivery (the notifier's, kept: a redelivered or
+# replayed event finds it and sends nothing twice); the outbox, one key per delivery still owed
+# (the notifier's schedule, and where the gateway asks for a resend); and the attempts, per
+# webhook, in pages (the notifier's projection of webhook.attempted events, read by the gateway).
+DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
+WEBHOOK_OUTBOX_BUCKET = "aerovision-webhook-outbox"
+WEBHOOK_ATTEMPTS_BUCKET = "aerovision-webhook-attempts"
+NOTIFIER_ATTEMPTS_CONSUMER = "notifier-attempts"
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 
 # Where a task's files live in the file store, and under which paths clients download them.

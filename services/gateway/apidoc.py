@@ -27,7 +27,8 @@ from contracts.view import CONCRETE_VIEWS, TaskView
 REF = "#/components/schemas/{name}"
 _ERRORS: dict[int, tuple[type, str]] = {
     404: (ErrorBody, "Not found: the task, tool, webhook or file does not exist"),
-    413: (ErrorBody, "The request body is larger than the upload limit"),
+    409: (ErrorBody, "Conflict: the task has not finished yet"),
+    413: (ErrorBody, "The request body is larger than the limit"),
     422: (ValidationErrorBody, "Invalid parameters or files: every problem found, each with where it is"),
     429: (ErrorBody, "Too many uploads at once: retry after the Retry-After seconds"),
     503: (ErrorBody, "The message broker is unreachable: retry after the Retry-After seconds"),

@@ -18,6 +18,8 @@ from services.gateway.paths import UUID_PATTERN
 from services.gateway.docs_routes import DOCS_HANDLERS
 from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
+from services.gateway.webhook_routes import WebhookController
+from services.gateway.webhooks import WebhookStore
 
 
 log = structlog.get_logger("gateway")
@@ -59,7 +61,7 @@ def create_app(settings: GatewaySettings, stop: asyncio.Event | None = None) -> 
     return asgi
 
 
-def _litestar_app(settings: GatewaySettings, state: dict[str, Backend], stop: asyncio.Event) -> Litestar:
+def _litestar_app(settings: GatewaySettings, state: dict, stop: asyncio.Event) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -68,12 +70,15 @@ def _litestar_app(settings: GatewaySettings, state: dict[str, Backend], stop: as
             async with nats_layout.session(settings.nats_url, "aerovision-gateway", stop,
                                            on_reconnect=reconnect_hooks) as nc:
                 backend = Backend(nc, settings)
-                reconnect_hooks.append(backend.on_reconnect)
+                webhooks = WebhookStore(nc.jetstream(), settings.replicas, settings.broker_patience)
+                reconnect_hooks.extend([backend.on_reconnect, webhooks.on_reconnect])
                 try:
                     await backend.start()
-                    state["backend"] = backend
+                    await webhooks.start()
+                    state["backend"], state["webhooks"] = backend, webhooks
                     yield
                 finally:
+                    await webhooks.close()
                     await backend.close()
         except nats_layout.Stopped:
             # A signal came while connecting: start empty, the server stops at once (should_exit).
@@ -84,10 +89,11 @@ def _litestar_app(settings: GatewaySettings, state: dict[str, Backend], stop: as
             log.info("gateway_stopped", reason="nats connection closed")
 
     return Litestar(
-        route_handlers=[*HANDLERS, *DOCS_HANDLERS],
+        route_handlers=[*HANDLERS, *DOCS_HANDLERS, WebhookController],
         lifespan=[lifespan],
         dependencies={
             "backend": Provide(lambda: state["backend"], sync_to_thread=False),
+            "webhooks": Provide(lambda: state["webhooks"], sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

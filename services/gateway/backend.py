@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import uuid
 
 import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
-from nats.js.errors import InvalidKeyError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import names
 from infra import nats_layout
-from contracts.api import WebhookRecord
-from contracts.events import TaskSubmitted, decode_event, now_iso, submitted
+from contracts.events import TaskSubmitted, decode_event, submitted
 from infra.objects import FileStore
 from infra.spool import LocalSpool
 from contracts.tools import SETTINGS_TOOLS, TOOLS
@@ -33,7 +31,6 @@ from services.gateway.thumbnails import make_thumbnail, placeholder
 from services.gateway.viewcache import ViewCache
 
 log = structlog.get_logger("gateway")
-_webhook_decoder = msgspec.json.Decoder(WebhookRecord)
 
 
 class Backend:
@@ -61,7 +58,6 @@ class Backend:
         self._views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, replicas)
         self._index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, replicas)
         self._tool_settings = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, replicas, history=10)
-        self._webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, replicas)
         await self._watch_views()
         await self._watch_settings()
 
@@ -214,35 +210,6 @@ class Backend:
         data = msgspec.json.encode(params)
         revision = await self._nats(lambda: self._tool_settings.put(tool, data), "settings")
         self._adopt_settings(tool, revision, data)  # our next submission uses them at once
-
-    # --- webhooks ------------------------------------------------------------------------
-
-    async def add_webhook(self, url: str, secret: str | None) -> WebhookRecord:
-        record = WebhookRecord(id=f"wh_{secrets.token_hex(8)}", url=url, secret=secret, created_at=now_iso())
-        await self._nats(lambda: self._webhooks.put(record.id, msgspec.json.encode(record)), "webhooks")
-        return record
-
-    async def webhooks(self) -> list[WebhookRecord]:
-        try:
-            keys = await self._nats(self._webhooks.keys, "webhooks")
-        except NoKeysError:
-            return []
-        records = []
-        for key in keys:
-            try:
-                entry = await self._nats(lambda k=key: self._webhooks.get(k), "webhooks")
-                records.append(_webhook_decoder.decode(entry.value))
-            except KeyNotFoundError:
-                continue
-        return sorted(records, key=lambda r: r.created_at)
-
-    async def delete_webhook(self, webhook_id: str) -> bool:
-        try:
-            await self._nats(lambda: self._webhooks.get(webhook_id), "webhooks")
-        except (KeyNotFoundError, InvalidKeyError):
-            return False
-        await self._nats(lambda: self._webhooks.delete(webhook_id), "webhooks")
-        return True
 
     # --- files ---------------------------------------------------------------------------
 

@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import re
 
+from contracts.api import WEBHOOK_ID_PATTERN
+
 UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # What ``forms.safe_filename`` produces: safe characters, not starting with a dot, at most 100.
 _NAME = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}"
 _UUID = re.compile(UUID_PATTERN)
+_WEBHOOK_ID = re.compile(WEBHOOK_ID_PATTERN.lstrip("^").rstrip("$"))
 _FILES = {
     "uploads": re.compile(rf"({UUID_PATTERN})/{_NAME}"),
     "thumbnails": re.compile(rf"({UUID_PATTERN})/{_NAME}"),
     # A chain's steps keep their files apart: results/<uid>/step<N>/<name>.
     "results": re.compile(rf"({UUID_PATTERN})/(?:step[1-9][0-9]?/)?{_NAME}"),
 }
+
+
+def is_webhook_id(text: str) -> bool:
+    """True for a webhook id the gateway could have issued (``wh_`` and 16 hex digits)."""
+    return _WEBHOOK_ID.fullmatch(text) is not None
 
 
 def is_task_uid(text: str) -> bool:

@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 
-from contracts.api import ErrorItem, Health, TaskListQuery, TaskPage, WebhookIn, WebhookOut
+from contracts.api import Health, TaskListQuery, TaskPage
 from contracts.events import Event
 from contracts.view import TaskList, TaskView
 from services.gateway.backend import Backend
@@ -67,32 +67,6 @@ async def task_events(uid: str, backend: Backend) -> Response[list[Event]]:
     return _raw(b"[" + b",".join(events) + b"]")
 
 
-@post("/api/v1/webhooks", tags=["webhooks"], summary="Register a webhook", opt={"doc": RouteDoc(json_body=WebhookIn, errors=(422,))})
-async def add_webhook(request: Request, backend: Backend) -> Response[WebhookOut]:
-    try:
-        body = msgspec.json.decode(await request.body(), type=WebhookIn)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest([ErrorItem("value_error", ["body"], str(exc), None)]) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest([ErrorItem("json_invalid", ["body"], f"Invalid JSON: {exc}", None)]) from None
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", body.url, re.IGNORECASE):
-        raise InvalidRequest([ErrorItem("url_parsing", ["body", "url"], "Input should be a valid http or https URL", body.url)])
-    record = await backend.add_webhook(body.url, body.secret or None)
-    log.info("webhook_registered", webhook_id=record.id)
-    return _raw(msgspec.json.encode(WebhookOut(id=record.id, url=record.url, created_at=record.created_at)), 201)
-
-
-@get("/api/v1/webhooks", tags=["webhooks"], summary="The registered webhooks (never their secrets)")
-async def list_webhooks(backend: Backend) -> Response[list[WebhookOut]]:
-    records = await backend.webhooks()
-    return _raw(msgspec.json.encode([WebhookOut(id=r.id, url=r.url, created_at=r.created_at) for r in records]))
-
-
-@delete("/api/v1/webhooks/{webhook_id:str}", status_code=204, tags=["webhooks"], summary="Remove a webhook",
-        opt={"doc": RouteDoc(errors=(404,))})
-async def remove_webhook(webhook_id: str, backend: Backend) -> None:
-    if not await backend.delete_webhook(webhook_id):
-        raise NotFoundException(detail="Webhook not found")
 
 
 async def _serve_file(kind: str, path: str, backend: Backend) -> Response:
@@ -126,6 +100,6 @@ async def result_file(path: str, backend: Backend) -> Response:
 
 
 HANDLERS = [
-    healthz, list_tasks, read_task, task_events, add_webhook, list_webhooks, remove_webhook,
-    upload_file, thumbnail_file, result_file, *SUBMISSION_HANDLERS, *SETTINGS_HANDLERS,
+    healthz, list_tasks, read_task, task_events, upload_file, thumbnail_file, result_file,
+    *SUBMISSION_HANDLERS, *SETTINGS_HANDLERS,
 ]

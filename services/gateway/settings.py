@@ -6,6 +6,8 @@ import os
 
 import msgspec
 
+from contracts.webhook_targets import private_targets_allowed
+
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
@@ -42,6 +44,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 1000
     # On stop, requests in flight get this long to finish.
     shutdown_grace: float = 10.0
+    # Webhooks to loopback and private addresses: allowed unless AEROVISION_WEBHOOK_PRIVATE_TARGETS=deny.
+    webhook_allow_private_targets: bool = True
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -64,4 +68,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             body_min_rate=int(float(env.get("AEROVISION_BODY_MIN_KBPS", d.body_min_rate / 1024)) * 1024),
             keep_alive=float(env.get("AEROVISION_KEEPALIVE_S", d.keep_alive)),
             max_connections=int(env.get("AEROVISION_MAX_CONNECTIONS", d.max_connections)),
+            webhook_allow_private_targets=private_targets_allowed(env.get("AEROVISION_WEBHOOK_PRIVATE_TARGETS")),
         )

@@ -7,6 +7,7 @@ are few and change rarely, so the notifier keeps all of them and follows the cha
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 import msgspec
 import structlog
@@ -22,6 +23,8 @@ class WebhookDirectory:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
         self._hooks: dict[str, WebhookRecord] = {}
+        # Told when a webhook is deleted (the scheduler cancels what it still owed it at once).
+        self.on_removed: Callable[[str], None] | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -37,7 +40,8 @@ class WebhookDirectory:
                     self._ready.set()
                     continue
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    self._hooks.pop(entry.key, None)
+                    if self._hooks.pop(entry.key, None) is not None and self.on_removed is not None:
+                        self.on_removed(entry.key)
                     continue
                 try:
                     self._hooks[entry.key] = _records.decode(entry.value)
@@ -45,6 +49,12 @@ class WebhookDirectory:
                     log.warning("webhook_unreadable", key=entry.key)
         finally:
             await watcher.stop()
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def get(self, webhook_id: str) -> WebhookRecord | None:
+        return self._hooks.get(webhook_id)
 
     def registered_before(self, moment: str) -> list[WebhookRecord]:
         """The webhooks that existed when a task ended (they are owed its notification)."""

@@ -1,4 +1,4 @@
-"""The notifier's pure core: the payload of a finished task, its signatures, the retry schedule."""
+"""The notifier's pure core: the payload of a finished task and its signatures."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ import msgspec
 
 from contracts.api import WebhookPayload
 from contracts.events import TaskFinished
+from services.notifier import canonical
+
+USER_AGENT = "AeroVision-Webhooks/1"
 
 
 def payload_for(event: TaskFinished) -> bytes:
-    """The JSON body POSTed for a finished task (``error`` only when it failed)."""
-    return msgspec.json.encode(WebhookPayload(
+    """The JSON body POSTed for a finished task (``error`` only when it failed), serialised so that
+    ``JSON.stringify(JSON.parse(body))`` gives the same bytes (the signatures are over these)."""
+    return canonical.dumps(msgspec.to_builtins(WebhookPayload(
         uid=event.uid, status=event.status, tool=event.tool, result_files=event.result_files,
         result_data=event.result_data, error=event.error if event.status == "error" else None,
-    ))
+    )))
 
 
 def legacy_signature(secret: str, body: bytes) -> str:
@@ -42,7 +46,8 @@ def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) ->
 
 
 def headers_for(secret: str | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": msg_id,
+               "webhook-timestamp": str(timestamp)}
     if secret:
         headers["X-Webhook-Signature"] = legacy_signature(secret, body)
         headers["webhook-signature"] = standard_signature(secret, msg_id, timestamp, body)
@@ -52,7 +57,3 @@ def headers_for(secret: str | None, msg_id: str, timestamp: int, body: bytes) ->
 def verify_legacy(secret: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(legacy_signature(secret, body), signature)
 
-
-def retry_delay(attempt: int, schedule: tuple[float, ...]) -> float | None:
-    """Seconds to wait before attempt ``attempt + 1``, or None when there are no attempts left."""
-    return schedule[attempt] if attempt < len(schedule) else None

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 
 from contracts.events import TaskFinished
-from services.notifier.signing import headers_for, payload_for, retry_delay, standard_signature, verify_legacy
+from services.notifier.signing import headers_for, payload_for, standard_signature, verify_legacy
 
 
 def test_original_verification_snippet_accepts_our_signature():
@@ -43,7 +43,3 @@ def test_payload_shape():
     failed = TaskFinished(uid="u", tool="template", status="error", error="why")
     assert b'"error":"why"' in payload_for(failed)
 
-
-def test_retry_schedule():
-    assert retry_delay(0, (5.0, 60.0)) == 5.0
-    assert retry_delay(2, (5.0, 60.0)) is None
