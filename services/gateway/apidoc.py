@@ -46,6 +46,7 @@ class RouteDoc:
     errors: tuple[int, ...] = ()
     query: type | None = None  # a struct the handler parses from the query string
     json_body: type | None = None  # a struct the handler decodes from a JSON body
+    closed_body: bool = False  # the JSON body's unknown fields are refused (not ignored)
     form: Tool | None = None  # a submission: the tool's multipart form
     files: bool = False  # it answers a stored file (binary), not JSON
     description: str | None = None
@@ -123,9 +124,25 @@ def _schema(t: Any, by_type: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     return by_type[t]
 
 
-def document(handlers: list[HTTPRouteHandler], *, title: str, version: str, description: str) -> dict[str, Any]:
-    """The OpenAPI document of these route handlers (those included in the schema)."""
-    handlers = [h for h in handlers if h.include_in_schema]
+def _typed_enums(node: Any) -> Any:
+    """Say an enum's type where msgspec leaves it implicit (docs UIs show an untyped enum as "any")."""
+    if isinstance(node, dict):
+        node = {key: _typed_enums(value) for key, value in node.items()}
+        values = node.get("enum")
+        if values and "type" not in node:
+            kinds = {"string" if isinstance(v, str) else "integer" if isinstance(v, int) else "number" for v in values}
+            if len(kinds) == 1:
+                node["type"] = kinds.pop()
+        return node
+    if isinstance(node, list):
+        return [_typed_enums(item) for item in node]
+    return node
+
+
+def document(routes: list[tuple[str, HTTPRouteHandler]], *, title: str, version: str, description: str) -> dict[str, Any]:
+    """The OpenAPI document of these (full path, route handler) pairs (those included in the schema)."""
+    routes = [(path, h) for path, h in routes if h.include_in_schema]
+    handlers = list(dict.fromkeys(h for _, h in routes))
     types = _types_of(handlers)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     by_type = dict(zip(types, schemas))
@@ -135,49 +152,50 @@ def document(handlers: list[HTTPRouteHandler], *, title: str, version: str, desc
             "description": (base.__doc__ or "").strip().splitlines()[0],
         }
     paths: dict[str, dict[str, Any]] = {}
-    for handler in handlers:
+    for raw_path, handler in routes:
         doc: RouteDoc = handler.opt.get("doc", RouteDoc())
         answer = _answer_type(handler)
-        for raw_path in sorted(handler.paths):
-            path, path_params = _path(raw_path)
-            for method in sorted(m.lower() for m in handler.http_methods if m not in ("HEAD", "OPTIONS")):
-                operation: dict[str, Any] = {
-                    "operationId": handler.operation_id if isinstance(handler.operation_id, str) else handler.handler_name,
-                    "summary": handler.summary or handler.handler_name.replace("_", " ").capitalize(),
-                    "tags": list(handler.tags or []),
-                    "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                                   for name in path_params],
-                }
-                if doc.description:
-                    operation["description"] = doc.description
-                if doc.query is not None:
-                    operation["parameters"] += _query_parameters(components[doc.query.__name__])
-                if doc.form is not None:
-                    params = components.get(doc.form.params.__name__, {})
-                    encoding = {slot.field: {"contentType": _IMAGE_TYPES if slot.kind == "image" else "application/octet-stream"}
-                                for slot in doc.form.files}
-                    operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
-                        "schema": _form_schema(doc.form, params), "encoding": encoding}}}
-                elif doc.json_body is not None:
-                    operation["requestBody"] = {"required": True, "content": {
-                        "application/json": {"schema": _schema(doc.json_body, by_type)}}}
-                status = str(handler.status_code)
-                if handler.status_code == 204:
-                    success: dict[str, Any] = {"description": "Done; no content"}
-                elif doc.files:
-                    success = {"description": "The file", "content": {
-                        media: {"schema": {"type": "string", "format": "binary"}} for media in FILE_TYPES}}
-                else:
-                    success = {"description": "Success", "content": {"application/json": {"schema": _schema(answer, by_type)}}}
-                responses = {status: success}
-                for code in sorted({*doc.errors, 503}):
-                    shape, text = _ERRORS[code]
-                    responses[str(code)] = {"description": text, "content": {"application/json": {"schema": _schema(shape, by_type)}}}
-                operation["responses"] = responses
-                paths.setdefault(path, {})[method] = operation
-    return {
+        path, path_params = _path(raw_path)
+        for method in sorted(m.lower() for m in handler.http_methods if m not in ("HEAD", "OPTIONS")):
+            operation: dict[str, Any] = {
+                "operationId": handler.operation_id if isinstance(handler.operation_id, str) else handler.handler_name,
+                "summary": handler.summary or handler.handler_name.replace("_", " ").capitalize(),
+                "tags": sorted(handler.resolve_tags() or []),
+                "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                               for name in path_params],
+            }
+            if doc.description:
+                operation["description"] = doc.description
+            if doc.query is not None:
+                operation["parameters"] += _query_parameters(components[doc.query.__name__])
+            if doc.form is not None:
+                params = components.get(doc.form.params.__name__, {})
+                encoding = {slot.field: {"contentType": _IMAGE_TYPES if slot.kind == "image" else "application/octet-stream"}
+                            for slot in doc.form.files}
+                operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+                    "schema": _form_schema(doc.form, params), "encoding": encoding}}}
+            elif doc.json_body is not None:
+                body = dict(_schema(doc.json_body, by_type))
+                if doc.closed_body:  # the handler refuses fields it does not know
+                    body = {**components[doc.json_body.__name__], "additionalProperties": False}
+                operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            status = str(handler.status_code)
+            if handler.status_code == 204:
+                success: dict[str, Any] = {"description": "Done; no content"}
+            elif doc.files:
+                success = {"description": "The file", "content": {
+                    media: {"schema": {"type": "string", "format": "binary"}} for media in FILE_TYPES}}
+            else:
+                success = {"description": "Success", "content": {"application/json": {"schema": _schema(answer, by_type)}}}
+            responses = {status: success}
+            for code in sorted({*doc.errors, 503}):
+                shape, text = _ERRORS[code]
+                responses[str(code)] = {"description": text, "content": {"application/json": {"schema": _schema(shape, by_type)}}}
+            operation["responses"] = responses
+            paths.setdefault(path, {})[method] = operation
+    return _typed_enums({
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
         "paths": paths,
         "components": {"schemas": components},
-    }
+    })

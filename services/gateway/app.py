@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from infra import nats_layout
+from services.gateway import edge
 from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.paths import UUID_PATTERN
@@ -55,10 +56,15 @@ def create_app(settings: GatewaySettings, stop: asyncio.Event | None = None) -> 
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": data})
                 return
-        await app(scope, receive, send)
+        request_id = scope.get(edge.REQUEST_ID_KEY, b"").decode()
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await app(scope, receive, send)
 
-    asgi.litestar = app  # type: ignore[attr-defined]
-    return asgi
+    allowed = edge.AllowedMethods((route.path, route.methods) for route in app.routes
+                                  if getattr(route, "route_handlers", None))
+    outer = edge.wrap(asgi, allowed, settings.cors_origins)
+    outer.litestar = app  # type: ignore[attr-defined]
+    return outer
 
 
 def _litestar_app(settings: GatewaySettings, state: dict, stop: asyncio.Event) -> Litestar:

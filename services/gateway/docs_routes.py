@@ -1,7 +1,8 @@
 """The API's documents: ``/schema/openapi.json`` and the interactive docs at ``/schema``.
 
-The docs page and its scripts come from the ``swagger-ui-bundle`` package, served from here: the
-page works with no internet (Litestar's own pages load their scripts from CDNs).
+The docs page's scripts are Swagger UI 5 (it reads OpenAPI 3.1) from the ``swagger-ui-py``
+package, served from here: the page works with no internet (Litestar's own pages load their
+scripts from CDNs).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import swagger_ui_bundle
+import swagger_ui
 from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 
@@ -24,7 +25,7 @@ DESCRIPTION = (
     "task back at once, read it (or receive a signed webhook) until it is done. Every task's "
     "history is an event stream; see /schema/asyncapi.json where served."
 )
-_ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+_ASSETS = Path(swagger_ui.__file__).parent / "static"
 _SERVED = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui-standalone-preset.js": "text/javascript",
            "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png", "favicon-16x16.png": "image/png"}
 _PAGE = """<!DOCTYPE html>
@@ -59,9 +60,8 @@ def _openapi(request: Request) -> bytes:
     app = request.app
     cached: Any = app.state.get("openapi_json")
     if cached is None:
-        handlers = [route_handler for route in app.routes for route_handler in getattr(route, "route_handlers", [])]
-        cached = msgspec.json.encode(document(list(dict.fromkeys(handlers)), title=TITLE, version=VERSION,
-                                              description=DESCRIPTION))
+        routes = [(route.path, handler) for route in app.routes for handler in getattr(route, "route_handlers", [])]
+        cached = msgspec.json.encode(document(routes, title=TITLE, version=VERSION, description=DESCRIPTION))
         app.state["openapi_json"] = cached
     return cached
 

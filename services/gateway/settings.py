@@ -22,6 +22,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # Images declaring more pixels are refused (422). Measured cost at 25 Mpx: a template-matching
     # worker peaks at ~0.7 GB (gray) / ~1.4 GB (colour); see docs/limits.md.
     max_image_pixels: int = 25_000_000
+    # Browser pages on these origins may call the API (comma-separated, or "*"); none by default.
+    cors_origins: str = ""
     # Recently read task views kept in memory (kept current by a KV watcher).
     view_cache: int = 4_096
     # A non-final cached view older than this is re-read (a safety net if the watcher stalls).
@@ -59,6 +61,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             max_image_pixels=int(env.get("AEROVISION_MAX_IMAGE_PIXELS", d.max_image_pixels)),
             body_budget_bytes=int(float(env.get("AEROVISION_BODY_BUDGET_MB", d.body_budget_bytes / 2**20)) * 2**20),
             view_cache=int(env.get("AEROVISION_VIEW_CACHE", d.view_cache)),
+            cors_origins=env.get("AEROVISION_CORS_ORIGINS", d.cors_origins),
             status_hold=float(env.get("AEROVISION_STATUS_HOLD_MS", d.status_hold * 1000)) / 1000,
             broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),
             spool_dir=env.get("AEROVISION_SPOOL_DIR", d.spool_dir),

@@ -59,7 +59,7 @@ def _routes(tool: str) -> list[HTTPRouteHandler]:
         get(path, tags=["settings"], summary=f"The {tool} tool's defaults", operation_id=read.__name__)(read),
         put(path, tags=["settings"], summary=f"Change the {tool} tool's defaults (missing fields: their defaults)",
             operation_id=write.__name__, request_max_body_size=MAX_JSON_BODY,
-            opt={"doc": RouteDoc(json_body=params_type, errors=(413, 422))})(write),
+            opt={"doc": RouteDoc(json_body=params_type, closed_body=True, errors=(413, 422))})(write),
     ]
 
 

@@ -8,14 +8,16 @@ from typing import Any
 import structlog
 from litestar import Request, Response, post
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.handlers import HTTPRouteHandler
 
+from contracts.api import ErrorItem
 from contracts.tools import TOOLS, Tool
 from contracts.view import VIEWS
 from services.gateway.apidoc import RouteDoc
 from services.gateway.backend import Backend
 from services.gateway.budget import BudgetExhausted
+from services.gateway.errors import InvalidRequest
 from services.gateway.formdata import FormPart, MalformedForm, parse_form
 from services.gateway.responses import raw
 from services.gateway.settings import GatewaySettings
@@ -33,8 +35,8 @@ async def _form_parts(request: Request) -> list[FormPart]:
     if content_type == RequestEncodingType.MULTI_PART and boundary:
         try:
             return parse_form(await request.body(), boundary, max_parts=request.app.multipart_form_part_limit)
-        except MalformedForm:
-            raise ClientException(detail="Invalid multipart/form-data") from None
+        except MalformedForm as exc:
+            raise InvalidRequest([ErrorItem("multipart_invalid", ["body"], f"Invalid multipart/form-data: {exc}", None)]) from None
     # URL-encoded fields (no files), or a multipart type without a boundary (Litestar says so).
     form = await request.form()
     return [FormPart(key, None, str(value)) for key, value in form.multi_items()]
