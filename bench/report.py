@@ -136,6 +136,19 @@ def render(res: dict[str, Any]) -> str:
                       _mark(v >= GOALS["status"][1]) if not math.isnan(v or float("nan")) else "n/a"))
         lines.append("")
 
+    lanes = res.get("lanes")
+    if lanes:
+        rows = [["LANES template c=1 (ms)", "p50", "p95"],
+                ["  idle", _f(lanes["idle_p50_ms"]), _f(lanes["idle_p95_ms"])],
+                ["  while surface jobs fill the slow lane", _f(lanes["busy_p50_ms"]), _f(lanes["busy_p95_ms"])],
+                ["  surface tasks run meanwhile / failed", str(lanes["surface_tasks"]), str(lanes["surface_failures"])]]
+        lines += _table(rows, "")
+        if lanes["failures"]:
+            lines.append(f"  !! {lanes['failures']} template tasks failed their ground truth")
+        goals.append(("template p95 < 1 s while surface jobs run", f"{_f(lanes['busy_p95_ms'])} ms",
+                      _mark(lanes["busy_p95_ms"] < 1000)))
+        lines.append("")
+
     ls = res.get("list")
     if ls:
         rows = [[f"TASK LIST GET /api/v1/tasks?limit=50 ({ls['tasks']:,} tasks)", "cold p50/p95 ms", "warm p50/p95 ms"]]

@@ -184,6 +184,37 @@ def feature_workload(name: str, scene_size: tuple[int, int], query_size: tuple[i
     )
 
 
+# --- surface matching: the sample model in a synthetic partial scan with a known pose -----------
+
+
+def surface_workload(name: str, seed: int) -> Workload:
+    from infra.ply import read_ply, write_ply
+    from tests.surface_scenes import MODEL_PLY, make_scene
+
+    scene = make_scene(seed, partial=True)
+    model = read_ply(MODEL_PLY.read_bytes())
+    diameter = float(np.linalg.norm(model.xyz.max(axis=0) - model.xyz.min(axis=0)))
+    points = np.column_stack([model.xyz, np.ones(len(model.xyz))])
+    truth = points @ scene.pose.T
+
+    def make() -> list[InputFile]:
+        return [("model_file", "model.ply", MODEL_PLY.read_bytes()),
+                ("scene_file", "scene.ply", write_ply(scene.xyz, scene.normals))]
+
+    def check(result_data: dict[str, Any]) -> str | None:
+        pose = result_data.get("pose")
+        if not pose or not result_data.get("poses_found"):
+            return "no verified pose"
+        error = float(np.linalg.norm(points @ np.asarray(pose).T - truth, axis=1).mean()) / diameter
+        return None if error < 0.1 else f"pose off by {error:.0%} of the model's size"
+
+    return Workload(
+        name=name, tool="surface",
+        description=f"the sample model (6,700 points) in a partial scan of {len(scene.xyz):,} points, defaults, pose within 10 %",
+        make_inputs=make, params={}, check=check, result_files=2, tags=("surface",),
+    )
+
+
 SMALL_POSITIONS = [(120, 45), (340, 180), (560, 310)]
 LARGE_POSITIONS = [(360, 135), (1020, 540), (1680, 930)]
 
@@ -193,6 +224,7 @@ WORKLOADS: dict[str, Workload] = {
         template_workload("large", (1920, 1080), 64, LARGE_POSITIONS),
         feature_workload("feature-small", (640, 480), (320, 240)),
         feature_workload("feature-large", (1920, 1080), (800, 600)),
+        surface_workload("surface", seed=11),
     )
 }
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_benchmark_runs_every_section_and_checks_ground_truth(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench", "--quick", "--only", "throughput,status,memory,list",
+    cmd = [sys.executable, "-m", "bench", "--quick", "--only", "throughput,lanes,status,memory,list",
            "--workloads", "small", "--reps", "1", "--tasks", "12", "--long", "20", "--list-tasks", "300",
            "--no-profile", "--out", str(out), "--data-root", str(tmp_path / "work")]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -31,6 +31,8 @@ def test_the_benchmark_runs_every_section_and_checks_ground_truth(tmp_path: Path
     assert all(cpu[role] > 0 for role in ("gateway", "matcher (main)", "matcher workers", "nats-server"))
     assert res["status"]["errors"] == 0 and res["status"]["req_per_s"] > 0
     assert res["memory"]["tasks"] == 20 and res["memory"]["failures"] == 0
+    lanes = res["lanes"]
+    assert lanes["failures"] == 0 and lanes["surface_failures"] == 0 and 0 < lanes["busy_p95_ms"]
     assert res["list"]["tasks"] == 300 and res["list"]["errors"] == 0 and res["list"]["worst_p95_ms"] > 0
     assert set(res["list"]["by_query"]) == {"all", "status=done", "status=error"}
     assert res["memory"]["gateway"]["max_mb"] >= res["memory"]["gateway"]["end_mb"]
