@@ -218,16 +218,22 @@ class Backend:
         if data is not None or not path.startswith("thumbnails/"):
             return data
         # Thumbnails are made on first request: submissions stay cheap, and most are never viewed.
-        source = await self._nats(lambda: self.files.get("uploads/" + path[len("thumbnails/"):]), "file")
-        if source is None:
-            return None
-        ext = "." + path.rsplit(".", 1)[-1]
-        info = sniff_image(source)
-        async with self._thumbnail_slot:  # one decode at a time: its memory is the image's size
+        # One at a time, source read included (a 25 Mpx upload is tens of MB, its pixels 75 MB):
+        # requests for the same one wait, then find it stored by the first.
+        async with self._thumbnail_slot:
+            data = await self._nats(lambda: self.files.get(path), "file")
+            if data is not None:
+                return data
+            source = await self._nats(lambda: self.files.get("uploads/" + path[len("thumbnails/"):]), "file")
+            if source is None:
+                return None
+            ext = "." + path.rsplit(".", 1)[-1]
+            info = sniff_image(source)
             thumb = await asyncio.to_thread(
                 make_thumbnail, source, ext, longest_side=max(info.width, info.height) if info else None)
-        if thumb is None:
-            # Listed, so it must answer: a stand-in picture (the task says why it is undecodable).
-            return placeholder(ext)
-        await self._nats(lambda: self.files.put(path, thumb), "file")
+            del source
+            if thumb is None:
+                # Listed, so it must answer: a stand-in picture (the task says why it is undecodable).
+                thumb = placeholder(ext)
+            await self._nats(lambda: self.files.put(path, thumb), "file")
         return thumb

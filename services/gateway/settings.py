@@ -18,7 +18,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # Whole request body (both files and the fields); larger uploads get 413.
     max_upload_bytes: int = 64 * 1024 * 1024
     # Bodies held at once (docs/limits.md): past it, a submission waits up to 10 s, then gets 429.
-    body_budget_bytes: int = 256 * 1024 * 1024
+    body_budget_bytes: int = 128 * 1024 * 1024
     # Images declaring more pixels are refused (422). Measured cost at 25 Mpx: a template-matching
     # worker peaks at ~0.7 GB (gray) / ~1.4 GB (colour); see docs/limits.md.
     max_image_pixels: int = 25_000_000
