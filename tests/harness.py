@@ -48,6 +48,16 @@ async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 15.0,
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+def drain(steps) -> tuple[list, Any]:
+    """Everything a generator yields, and what it returns."""
+    parts = []
+    while True:
+        try:
+            parts.append(next(steps))
+        except StopIteration as end:
+            return parts, end.value
+
+
 class NatsServer:
     def __init__(self, store: Path) -> None:
         self.store = store

@@ -33,6 +33,7 @@ from contracts.webhooks import (
     outbox_key,
 )
 from infra import nats_layout
+from infra.kv_mirror import KvMirror
 
 log = structlog.get_logger("gateway")
 _records = msgspec.json.Decoder(WebhookRecord)
@@ -44,10 +45,6 @@ class WebhookStore:
         self._js = js
         self._replicas = replicas
         self._patience = patience
-        self._hooks: dict[str, WebhookRecord] = {}
-        # Revision last known per id, deleted ones included: older watcher news is ignored.
-        self._revisions: dict[str, int] = {}
-        self._watching: asyncio.Task | None = None
 
     async def _nats(self, op, what: str):
         return await nats_layout.retrying(op, deadline=self._patience, what=what)
@@ -57,57 +54,23 @@ class WebhookStore:
         self._kv: KeyValue = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, replicas)
         self._outbox: KeyValue = await nats_layout.open_kv(js, names.WEBHOOK_OUTBOX_BUCKET, replicas)
         self._attempts: KeyValue = await nats_layout.open_kv(js, names.WEBHOOK_ATTEMPTS_BUCKET, replicas)
-        await asyncio.wait_for((await self._watch()).wait(), timeout=30)
-
-    async def _watch(self) -> asyncio.Event:
-        """Start a watcher; the event is set once it has replayed the current registrations."""
-        ready = asyncio.Event()
-        watcher = await self._kv.watchall()
-        self._watching = asyncio.create_task(self._follow(watcher, ready))
-        return ready
-
-    async def _follow(self, watcher, ready: asyncio.Event) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    ready.set()
-                    continue
-                if entry.revision <= self._revisions.get(entry.key, 0):
-                    continue  # our own write, or older than it
-                self._revisions[entry.key] = entry.revision
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    self._hooks.pop(entry.key, None)
-                    continue
-                try:
-                    self._hooks[entry.key] = _records.decode(entry.value)
-                except msgspec.ValidationError:
-                    log.warning("webhook_unreadable", key=entry.key)
-        finally:
-            await watcher.stop()
+        self._hooks: KvMirror[WebhookRecord] = KvMirror(self._kv, _records, name=names.WEBHOOKS_BUCKET)
+        await self._hooks.start()
 
     async def on_reconnect(self) -> None:
-        """A watcher can stay silent for a while after a reconnect: start a fresh one (not waited
-        for: this runs inside the client's reconnection; the mirror serves meanwhile)."""
-        await self.close()
-        try:
-            await self._watch()
-        except Exception:  # the next reconnect tries again; until then the mirror is as it was
-            log.exception("webhook_watch_restart_failed")
+        await self._hooks.restart()
 
     async def close(self) -> None:
-        if self._watching is not None:
-            self._watching.cancel()
-            await asyncio.gather(self._watching, return_exceptions=True)
-            self._watching = None
+        await self._hooks.stop()
 
     # --- registrations --------------------------------------------------------------------
 
     def all(self) -> list[WebhookRecord]:
-        return sorted(self._hooks.values(), key=lambda r: (r.created_at, r.id))
+        return sorted(self._hooks.values.values(), key=lambda r: (r.created_at, r.id))
 
     async def get(self, webhook_id: str) -> WebhookRecord | None:
         """The registration (``webhook_id`` must be validated: it becomes a KV key)."""
-        known = self._hooks.get(webhook_id)
+        known = self._hooks.values.get(webhook_id)
         if known is not None:
             return known
         try:
@@ -119,8 +82,7 @@ class WebhookStore:
     async def add(self, url: str, secret: str | None) -> WebhookRecord:
         record = WebhookRecord(id=f"wh_{secrets.token_hex(8)}", url=url, secret=secret, created_at=now_iso())
         revision = await self._nats(lambda: self._kv.put(record.id, _encoder.encode(record)), "webhooks")
-        self._revisions[record.id] = max(revision, self._revisions.get(record.id, 0))
-        self._hooks[record.id] = record
+        self._hooks.remember(record.id, record, revision)
         return record
 
     async def delete(self, webhook_id: str) -> bool:
@@ -128,7 +90,7 @@ class WebhookStore:
         if await self.get(webhook_id) is None:
             return False
         await self._nats(lambda: self._kv.delete(webhook_id), "webhooks")
-        self._hooks.pop(webhook_id, None)  # the watcher's older news of it is skipped (revisions)
+        self._hooks.forget(webhook_id)
         return True
 
     # --- deliveries ------------------------------------------------------------------------

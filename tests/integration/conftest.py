@@ -29,3 +29,16 @@ async def private_nats(tmp_path):
     finally:
         await client.drain()
         server.stop()
+
+
+@pytest.fixture
+async def kv(nats_server):
+    """A KV bucket of the test's own on the session's server, deleted afterwards."""
+    import uuid
+
+    client = await nats_layout.connect(nats_server.url, "test-kv")
+    js = client.jetstream()
+    bucket = f"test_kv_{uuid.uuid4().hex[:8]}"
+    yield await nats_layout.open_kv(js, bucket, 1)
+    await js.delete_key_value(bucket)
+    await client.drain()

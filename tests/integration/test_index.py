@@ -14,14 +14,6 @@ from contracts.view import INDEX_PAGE_SIZE, head_decoder, index_head_key, index_
 from services.projector.index import TaskIndex
 
 
-@pytest.fixture
-async def kv(nats_server):
-    client = await nats_layout.connect(nats_server.url, "test-index")
-    js = client.jetstream()
-    bucket = f"test_index_{uuid.uuid4().hex[:8]}"
-    yield await nats_layout.open_kv(js, bucket, 1)
-    await js.delete_key_value(bucket)
-    await client.drain()
 
 
 async def _head(kv, name):

@@ -10,20 +10,11 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from contracts.view import STATUS_GROUP_PAGES, STATUS_PAGE_BITS
-from infra import nats_layout
 from services.gateway.listing import page_in_status, page_of_tasks
 from services.projector.index import TaskIndex
 from services.projector.status_index import Move, StatusIndex
 
 
-@pytest.fixture
-async def kv(nats_server):
-    client = await nats_layout.connect(nats_server.url, "test-status-index")
-    js = client.jetstream()
-    bucket = f"test_status_{uuid.uuid4().hex[:8]}"
-    yield await nats_layout.open_kv(js, bucket, 1)
-    await js.delete_key_value(bucket)
-    await client.drain()
 
 
 def _getter(kv):

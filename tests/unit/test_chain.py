@@ -6,6 +6,7 @@ import pytest
 
 from contracts.params import TemplateParams
 from contracts.tools import STEP_SPECS, ChainParams, ChainProgress, ChainResult
+from tests.harness import drain
 from services.matcher.chain import ChainFailed, run_chain
 from services.matcher.jobs import Job, run_job
 from services.matcher.parts import ResultFile, StepDone
@@ -24,13 +25,6 @@ def _chain(*thresholds: float) -> ChainParams:
     return ChainParams(steps=[STEP_SPECS["template"](params=TemplateParams(threshold=t)) for t in thresholds])
 
 
-def _drain(steps) -> tuple[list, object]:
-    parts = []
-    while True:
-        try:
-            parts.append(next(steps))
-        except StopIteration as end:
-            return parts, end.value
 
 
 @pytest.mark.parametrize(("thresholds", "found_at"), [
@@ -39,7 +33,7 @@ def _drain(steps) -> tuple[list, object]:
     ((1.0, 1.0, 0.8), 3),
 ])
 def test_the_chain_stops_at_the_first_step_that_finds(pair, thresholds, found_at):
-    parts, result = _drain(run_chain(_chain(*thresholds), *pair))
+    parts, result = drain(run_chain(_chain(*thresholds), *pair))
     assert isinstance(result, ChainResult)
     assert (result.chain_result, result.completed_step, result.total_steps) == ("found", found_at, 3)
     assert [s.status for s in result.steps] == ["done"] * found_at + ["skipped"] * (3 - found_at)
@@ -56,16 +50,16 @@ def test_the_chain_stops_at_the_first_step_that_finds(pair, thresholds, found_at
 
 
 def test_nothing_found_runs_every_step(pair):
-    _, result = _drain(run_chain(_chain(1.0, 1.0), *pair))
+    _, result = drain(run_chain(_chain(1.0, 1.0), *pair))
     assert (result.chain_result, result.completed_step, result.total_steps) == ("not_found", 2, 2)
     assert [(s.status, s.found) for s in result.steps] == [("done", False), ("done", False)]
     assert all(s.result_data.filtered_matches == 0 for s in result.steps)
 
 
 def test_a_retried_chain_resumes_after_the_recorded_steps(pair):
-    first, _ = _drain(run_chain(_chain(1.0, 1.0, 0.8), *pair))
+    first, _ = drain(run_chain(_chain(1.0, 1.0, 0.8), *pair))
     recorded = [p.record for p in first if isinstance(p, StepDone)][:2]
-    parts, result = _drain(run_chain(_chain(1.0, 1.0, 0.8), *pair, done=recorded))
+    parts, result = drain(run_chain(_chain(1.0, 1.0, 0.8), *pair, done=recorded))
     assert [p.record.step for p in parts if isinstance(p, StepDone)] == [3]
     assert all(p.name.startswith("step3/") for p in parts if isinstance(p, ResultFile))
     assert result.steps[:2] == recorded and result.completed_step == 3 and result.chain_result == "found"
@@ -73,7 +67,7 @@ def test_a_retried_chain_resumes_after_the_recorded_steps(pair):
 
 def test_when_every_step_fails_the_task_fails_with_each_reason():
     with pytest.raises(ChainFailed) as failed:
-        _drain(run_chain(_chain(0.8, 0.9), b"not an image", b"nor this"))
+        drain(run_chain(_chain(0.8, 0.9), b"not an image", b"nor this"))
     assert str(failed.value).startswith("Every step failed: step 1 (template): ")
     assert isinstance(failed.value.progress, ChainProgress)
     assert [s.status for s in failed.value.progress.steps] == ["error", "error"]

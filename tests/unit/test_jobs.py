@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tests.harness import drain
 from services.matcher.jobs import Job, JobOutcome, job_steps, run_job
 from services.matcher.parts import ResultFile
 
@@ -20,18 +21,11 @@ def _job(image: bytes, template: bytes, **params) -> Job:
                inputs=[("image", image), ("template", template)])
 
 
-def _drain(steps) -> tuple[list[ResultFile], JobOutcome]:
-    parts = []
-    while True:
-        try:
-            parts.append(next(steps))
-        except StopIteration as end:
-            return parts, end.value
 
 
 def test_steps_hand_over_the_larger_image_first_then_the_outcome() -> None:
     scene, template = _scene(gray=False)
-    parts, outcome = _drain(job_steps(_job(_png(scene), _png(template))))
+    parts, outcome = drain(job_steps(_job(_png(scene), _png(template))))
     assert [p.name for p in parts] == ["matches.png", "heatmap.png"]
     assert len(parts[0].data) > len(parts[1].data)
     drawn = cv2.imdecode(np.frombuffer(parts[0].data, np.uint8), cv2.IMREAD_COLOR)
@@ -44,7 +38,7 @@ def test_steps_hand_over_the_larger_image_first_then_the_outcome() -> None:
 def test_run_job_gives_the_same_result_with_every_file() -> None:
     scene, template = _scene(gray=True)
     job = _job(_png(scene), _png(template))
-    parts, stepped = _drain(job_steps(job))
+    parts, stepped = drain(job_steps(job))
     whole = run_job(job)
     assert whole.result_data == stepped.result_data
     assert whole.files == [(p.name, p.data) for p in parts]
@@ -53,7 +47,7 @@ def test_run_job_gives_the_same_result_with_every_file() -> None:
 
 def test_bad_input_ends_in_an_error_outcome_without_files() -> None:
     scene, _ = _scene(gray=True)
-    parts, outcome = _drain(job_steps(_job(_png(scene), b"not an image")))
+    parts, outcome = drain(job_steps(_job(_png(scene), b"not an image")))
     assert parts == [] and outcome.status == "error"
     assert "template" in (outcome.error or "")
     assert run_job(_job(_png(scene), b"")).status == "error"
