@@ -20,7 +20,8 @@ from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from contracts import names
-from contracts.events import AnyEvent, encode_event, message_id_of, subject_of
+from contracts.cloudevents import headers_of
+from contracts.events import AnyEvent, encode_event, subject_of
 
 log = structlog.get_logger("nats")
 T = TypeVar("T")
@@ -93,9 +94,10 @@ async def retrying(op: Callable[[], Awaitable[T]], *, deadline: float = 15.0, wh
 
 async def publish_event(js: JetStreamContext, event: AnyEvent, *, deadline: float = 15.0) -> js_api.PubAck:
     """Store one event on its subject, retried through a restart; its message id makes a retried
-    publish a duplicate the stream drops."""
+    publish a duplicate the stream drops. The headers make it a CloudEvent in binary mode."""
+    headers = headers_of(event)
     return await retrying(
-        lambda: js.publish(subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)}),
+        lambda: js.publish(subject_of(event), encode_event(event), headers=headers),
         deadline=deadline, what=f"publish {type(event).__name__}",
     )
 

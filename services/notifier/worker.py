@@ -22,7 +22,7 @@ from nats.js.kv import KeyValue
 from contracts import names
 from infra import nats_layout
 from contracts.api import WebhookRecord
-from contracts.events import UNREADABLE, TaskFinished, WebhookAttempted, decode_event
+from contracts.events import UNREADABLE, TaskFinished, WebhookAttempted, decode_event, endpoint_of
 from services.notifier.directory import WebhookDirectory
 from services.notifier.settings import NotifierSettings
 from services.notifier.signing import headers_for, payload_for, retry_delay
@@ -128,7 +128,7 @@ class Notifier:
         else:
             await self._deliveries.create(key, msgspec.json.encode(new))
         attempted = WebhookAttempted(
-            uid=event.uid, tool=event.tool, webhook_id=hook.id, url=hook.url, attempt=attempt,
+            uid=event.uid, tool=event.tool, webhook_id=hook.id, endpoint=endpoint_of(hook.url), attempt=attempt,
             delivered=delivered, status_code=status_code, error=error,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
