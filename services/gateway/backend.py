@@ -20,7 +20,8 @@ from nats.js.errors import InvalidKeyError, KeyNotFoundError, NoKeysError, NotFo
 from contracts import names
 from infra import nats_layout
 from contracts.api import WebhookRecord
-from contracts.events import TaskSubmitted, decode_event, now_iso, submitted
+from contracts.defaults import decode_defaults
+from contracts.events import TaskSubmitted, decode_event, now_iso, settings_changed, submitted
 from infra.objects import FileStore
 from infra.spool import LocalSpool
 from contracts.tools import SETTINGS_TOOLS, TOOLS
@@ -81,24 +82,34 @@ class Backend:
             deliver_policy=js_api.DeliverPolicy.NEW, stream=f"KV_{names.TASK_VIEW_BUCKET}",
         )
 
-    def _adopt_settings(self, tool: str, revision: int, data: bytes | None) -> None:
-        """Take a tool's defaults at ``revision`` unless newer ones are known (None: deleted)."""
-        cls = TOOLS[tool].params if tool in SETTINGS_TOOLS else None
-        if cls is None or revision < self._defaults.get(tool, (0, None))[0]:
+    def _adopt_settings(self, tool: str, seq: int, params: msgspec.Struct | None) -> None:
+        """Take a tool's defaults set at stream sequence ``seq`` unless newer ones are known
+        (None: the key was deleted, which only matters while nothing newer is known)."""
+        if tool not in SETTINGS_TOOLS or seq < self._defaults.get(tool, (0, None))[0]:
             return
-        try:
-            self._defaults[tool] = (revision, cls() if data is None else msgspec.json.decode(data, type=cls))
-        except msgspec.ValidationError:
-            log.warning("settings_unreadable", tool=tool)
+        self._defaults[tool] = (seq, TOOLS[tool].params() if params is None else params)
 
     async def _watch_settings(self) -> None:
-        # Every key's last value first, then changes: ordered, so the newest revision wins.
+        # The bucket is the projection of settings.changed events; each value says which event
+        # (its stream sequence) set it, so the newest change wins whichever path brought it here.
         prefix = f"$KV.{names.SETTINGS_BUCKET}."
+
+        def adopt(tool: str, data: bytes | None) -> None:
+            if tool not in SETTINGS_TOOLS:
+                return
+            if data is None:
+                self._adopt_settings(tool, 0, None)
+                return
+            try:
+                stored = decode_defaults(tool, data)
+            except msgspec.ValidationError:
+                log.warning("settings_unreadable", tool=tool)
+                return
+            self._adopt_settings(tool, stored.seq, stored.params)
 
         async def on_update(msg) -> None:
             deleted = bool(msg.headers) and msg.headers.get("KV-Operation") in ("DEL", "PURGE")
-            self._adopt_settings(msg.subject[len(prefix):], msg.metadata.sequence.stream,
-                                 None if deleted else msg.data)
+            adopt(msg.subject[len(prefix):], None if deleted else msg.data)
 
         self._settings_watch = await self._js.subscribe(
             f"{prefix}>", cb=on_update, ordered_consumer=True,
@@ -110,7 +121,7 @@ class Backend:
                 entry = await self._nats(lambda t=tool: self._tool_settings.get(t), "settings")
             except KeyNotFoundError:
                 continue
-            self._adopt_settings(tool, entry.revision, entry.value)
+            adopt(tool, entry.value)
 
     async def on_reconnect(self) -> None:
         """The watchers can stay silent for a while after a reconnect: re-read, and watch anew."""
@@ -211,9 +222,11 @@ class Backend:
         return known[1] if known is not None else TOOLS[tool].params()
 
     async def save_settings(self, tool: str, params: msgspec.Struct) -> None:
-        data = msgspec.json.encode(params)
-        revision = await self._nats(lambda: self._tool_settings.put(tool, data), "settings")
-        self._adopt_settings(tool, revision, data)  # our next submission uses them at once
+        """Record the change on the log; the projector writes the settings bucket from it."""
+        change = settings_changed(tool, params)
+        ack = await nats_layout.publish_event(self._js, change, deadline=self._settings.broker_patience)
+        self._adopt_settings(tool, ack.seq, params)  # our next submission uses them at once
+        log.info("settings_change_recorded", tool=tool, seq=ack.seq, change_id=change.uid)
 
     # --- webhooks ------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 
 from contracts import names
 from infra import nats_layout
-from contracts.events import UNREADABLE, AnyEvent, decode_event
+from contracts.events import UNREADABLE, AnyEvent, SettingsChanged, decode_event
 from contracts.view import (
     INDEX_ALL,
     PROJECTION_FORMAT,
@@ -34,6 +34,7 @@ from contracts.view import (
     view_encoder,
 )
 from services.projector.apply import apply, index_entries
+from services.projector.defaults import DefaultsProjection, record_legacy
 from services.projector.index import TaskIndex
 from services.projector.status_index import Move, StatusIndex
 from services.projector.settings import ProjectorSettings
@@ -57,11 +58,14 @@ def consumer_config(start_seq: int = 0) -> js_api.ConsumerConfig:
 
 
 class Projector:
-    def __init__(self, nc: NATS, views: KeyValue, index_kv: KeyValue, settings: ProjectorSettings) -> None:
+    def __init__(self, nc: NATS, views: KeyValue, index_kv: KeyValue, settings: ProjectorSettings,
+                 defaults_kv: KeyValue | None = None) -> None:
         self._nc = nc
         self._views = views
         self._index_kv = index_kv
         self._settings = settings
+        # The tool defaults (settings bucket); opened by ``run`` when not given.
+        self._defaults = DefaultsProjection(defaults_kv) if defaults_kv is not None else None
         self._cache: OrderedDict[str, tuple[TaskView, int]] = OrderedDict()
         self._indexes: dict[str, TaskIndex] = {}
         self._status = StatusIndex(index_kv)
@@ -69,6 +73,10 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
+        if self._defaults is None:
+            defaults_kv = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, self._settings.replicas, history=10)
+            self._defaults = DefaultsProjection(defaults_kv)
+            await record_legacy(js, defaults_kv)
         config, info = await self._declare(js)
         # Everything after the ack floor may be unprojected, even at floor 0: a projector killed
         # before its first ack leaves events delivered but unacknowledged, which the server only
@@ -156,14 +164,20 @@ class Projector:
         if not events:
             return
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
+        changes: list[tuple[SettingsChanged, int]] = []
         for seq, subject, data in events:
             try:
                 event = decode_event(data)
             except UNREADABLE as exc:
                 log.warning("event_skipped", subject=subject, seq=seq, reason=str(exc))
                 continue
-            by_uid[event.uid].append((event, seq))
+            if isinstance(event, SettingsChanged):
+                changes.append((event, seq))
+            else:
+                by_uid[event.uid].append((event, seq))
         await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")
+        if changes and self._defaults is not None:
+            await nats_layout.retrying(lambda: self._defaults.apply(changes), deadline=3600, what="defaults")
         self._next_seq = max(self._next_seq, max(seq for seq, _, _ in events) + 1)
         log.debug("batch_projected", events=len(events), tasks=len(by_uid))
 

@@ -17,7 +17,8 @@ from infra import nats_layout
 from tests import events as ev
 
 
-async def test_the_cloudevents_sdk_reads_every_event_of_a_task(nc):
+async def test_the_cloudevents_sdk_reads_every_event_of_a_task(private_nats):
+    _, nc = private_nats
     js = nc.jetstream()
     uid = str(uuid.uuid4())
     published = [ev.submitted(uid), TaskStarted(uid=uid, tool="template", worker="w"), ev.done(uid)]
@@ -44,7 +45,8 @@ async def test_the_cloudevents_sdk_reads_every_event_of_a_task(nc):
     assert [m.headers["ce-id"] for m in msgs] == [f"{uid}.submitted", f"{uid}.started.1", f"{uid}.finished"]
 
 
-async def test_a_settings_change_is_a_cloudevent_about_its_tool(nc):
+async def test_a_settings_change_is_a_cloudevent_about_its_tool(private_nats):
+    _, nc = private_nats
     js = nc.jetstream()
     change = settings_changed("template", TemplateParams(threshold=0.95))
     ack = await nats_layout.publish_event(js, change)
