@@ -21,10 +21,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 import uuid
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, get_origin
 from urllib.parse import urlsplit
 
 import msgspec
+from msgspec import Meta
 
 from contracts import names
 from contracts.tools import TOOLS, ChainStep, Tool, no_result, result_type
@@ -44,50 +45,53 @@ def new_event_id() -> str:
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Envelope shared by every event."""
+    """Envelope shared by every event (producers' constructors fill in the last three; on the
+    wire all are always present, and readers require them)."""
 
-    uid: str
-    tool: str
-    event_id: str = msgspec.field(default_factory=new_event_id)
-    occurred_at: str = msgspec.field(default_factory=now_iso)
-    schema_version: int = SCHEMA_VERSION
+    uid: Annotated[str, Meta(description="the task's id (of a settings.changed: the change's own id)")]
+    tool: Annotated[str, Meta(description="the task's tool (of a settings.changed: the tool whose defaults changed)")]
+    event_id: Annotated[str, Meta(description="this event's unique id")] = msgspec.field(default_factory=new_event_id)
+    occurred_at: Annotated[str, Meta(description="when it happened: RFC 3339, UTC, milliseconds")] = \
+        msgspec.field(default_factory=now_iso)
+    schema_version: Annotated[int, Meta(description="the version of this event type's schema")] = SCHEMA_VERSION
 
 
 class TaskSubmitted(Event, frozen=True, kw_only=True, tag="task.submitted"):
     """A client's submission was accepted; ``params`` are resolved (defaults filled in)."""
 
-    params: Any
-    input_files: list[str]
-    thumbnails: list[str] = []
+    params: Annotated[Any, Meta(description="the task's params, every default filled in")]
+    input_files: Annotated[list[str], Meta(description="the uploads, as download paths (uploads/<uid>/<name>)")]
+    thumbnails: Annotated[list[str], Meta(description="thumbnail download paths (images only)")] = []
 
 
 class TaskStarted(Event, frozen=True, kw_only=True, tag="task.started"):
     """A matcher took the task (``attempt`` counts deliveries, from 1)."""
 
-    worker: str
-    attempt: int = 1
+    worker: Annotated[str, Meta(description="which matcher replica took it")]
+    attempt: Annotated[int, Meta(description="the delivery this is, from 1")] = 1
 
 
 class TaskProgressed(Event, frozen=True, kw_only=True, tag="task.progressed"):
     """A long task reached a stage (``loading``, ``training``, ``matching``, ``refining``)."""
 
-    stage: str
-    attempt: int = 1
+    stage: Annotated[str, Meta(description="loading, training, matching or refining")]
+    attempt: Annotated[int, Meta(description="the delivery this is, from 1")] = 1
 
 
 class StepCompleted(Event, frozen=True, kw_only=True, tag="task.step_completed"):
     """One step of a chain ended (done, error); ``step`` says which tool, with what, and what it found."""
 
-    step: ChainStep  # type: ignore[valid-type]
+    step: Annotated[ChainStep, Meta(description="the step: its number, tool, params, status and result")]  # type: ignore[valid-type]
 
 
 class TaskFinished(Event, frozen=True, kw_only=True, tag="task.finished"):
     """The task ended: ``done`` with results, or ``error`` with a reason a user understands."""
 
-    status: Literal["done", "error"]
-    result_files: list[str] = []
-    result_data: Any = msgspec.field(default_factory=dict)
-    error: str | None = None
+    status: Annotated[Literal["done", "error"], Meta(description="how it ended")]
+    result_files: Annotated[list[str], Meta(description="result download paths (results/<uid>/<name>)")] = []
+    result_data: Annotated[Any, Meta(description="the tool's result; {} (or a chain's steps so far) on error")] = \
+        msgspec.field(default_factory=dict)
+    error: Annotated[str | None, Meta(description="why it failed, for a user (error only)")] = None
 
 
 class WebhookAttempted(Event, frozen=True, kw_only=True, tag="webhook.attempted"):
@@ -98,21 +102,21 @@ class WebhookAttempted(Event, frozen=True, kw_only=True, tag="webhook.attempted"
     is readable by every subscriber. Version 1 events are upcast when read (see below).
     """
 
-    webhook_id: str
-    endpoint: str
-    attempt: int
-    delivered: bool
-    status_code: int | None = None
-    error: str | None = None
-    duration_ms: float = 0.0
-    schema_version: int = 2
+    webhook_id: Annotated[str, Meta(description="the registration's id (wh_...)")]
+    endpoint: Annotated[str, Meta(description="scheme://host[:port] of the webhook URL, nothing more")]
+    attempt: Annotated[int, Meta(description="this delivery's attempt, from 1")]
+    delivered: Annotated[bool, Meta(description="the receiver answered 2xx")]
+    status_code: Annotated[int | None, Meta(description="the receiver's HTTP status, if it answered")] = None
+    error: Annotated[str | None, Meta(description="why no answer came (timeout, connection refused...)")] = None
+    duration_ms: Annotated[float, Meta(description="how long the attempt took")] = 0.0
+    schema_version: Annotated[int, Meta(description="the version of this event type's schema")] = 2
 
 
 class SettingsChanged(Event, frozen=True, kw_only=True, tag="settings.changed"):
     """A tool's defaults were replaced; ``params`` is the full set submissions resolve against
     from now on. ``uid`` is the change's own id (settings are no task)."""
 
-    params: Any
+    params: Annotated[Any, Meta(description="the tool's full defaults from now on")]
 
 
 AnyEvent = (TaskSubmitted | TaskStarted | TaskProgressed | StepCompleted | TaskFinished | WebhookAttempted
@@ -128,8 +132,13 @@ def _camel(name: str) -> str:
 
 
 def _concrete(base: type, name: str, fields: list) -> type:
+    # A narrowed field keeps the base's description (its Meta) for the JSON Schema.
+    described = {f.name: f.type for f in msgspec.structs.fields(base) if get_origin(f.type) is Annotated}
+    fields = [(field, Annotated[(kind, *described[field].__metadata__)] if field in described else kind, *rest)
+              for field, kind, *rest in fields]
     cls = msgspec.defstruct(name, fields, bases=(base,), module=__name__, frozen=True, kw_only=True,
                             tag=base.__struct_config__.tag)
+    cls.__doc__ = base.__doc__  # the JSON Schema's description
     globals()[name] = cls  # pickle finds classes by module and name
     return cls
 
@@ -313,10 +322,11 @@ def _upcast(type_: str, version: int, data: bytes) -> AnyEvent:
 
 
 def subject_of(event: AnyEvent) -> str:
-    return names.event_subject(_KIND_BY_TYPE[event.__struct_config__.tag], event.tool, event.uid)
+    return names.event_subject(KIND_OF[event.__struct_config__.tag], event.tool, event.uid)
 
 
-_KIND_BY_TYPE: dict[Any, str] = {
+# The subject kind of each event type (``aerovision.events.<kind>.<tool>.<uid>``).
+KIND_OF: dict[str, str] = {
     "task.submitted": names.KIND_SUBMITTED,
     "task.started": names.KIND_STARTED,
     "task.progressed": names.KIND_PROGRESSED,

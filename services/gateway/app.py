@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from infra import nats_layout
 from services.gateway.backend import Backend
 from services.gateway.errors import EXCEPTION_HANDLERS
+from services.gateway.event_routes import EVENT_HANDLERS
 from services.gateway.paths import UUID_PATTERN
 from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
@@ -70,7 +71,7 @@ def _litestar_app(settings: GatewaySettings, state: dict[str, Backend]) -> Lites
             await nc.drain()
 
     return Litestar(
-        route_handlers=HANDLERS,
+        route_handlers=[*HANDLERS, *EVENT_HANDLERS],
         lifespan=[lifespan],
         dependencies={
             "backend": Provide(lambda: state["backend"], sync_to_thread=False),
