@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from aerovision import logs
+from aerovision import events_cmd, logs
 from infra.process import tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     pr = sub.add_parser("projector", help="run the projector")
     pr.add_argument("--rebuild", action="store_true", help="drop the task view and replay the whole stream")
     sub.add_parser("notifier", help="run the webhook notifier")
+    events_cmd.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -138,3 +139,5 @@ def main(argv: list[str] | None = None) -> None:
         run_projector(args.rebuild)
     elif args.command == "notifier":
         run_notifier()
+    elif args.command == "events":
+        sys.exit(events_cmd.run(args))

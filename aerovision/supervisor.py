@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from aerovision import logs, natsserver
+from aerovision import logs, natsserver, runtime
 from infra.process import die_with_parent  # SIGTERM: a killed supervisor leaves no stray services
 
 log = structlog.get_logger("supervisor")
@@ -81,6 +81,10 @@ def run_all(port: int, data: Path, matchers: int = 1) -> int:
             return 1
         url = f"nats://127.0.0.1:{nats_port}"
         log.info("nats_server_started", url=url, store=str(data / "jetstream"))
+    # Subscribers use this URL; tools on this machine find it in the runtime file.
+    print(f"NATS (for event subscribers): {url}", flush=True)
+    log.info("nats_url", url=url, subjects="aerovision.events.>")
+    runtime_file = runtime.announce(data, url, f"http://127.0.0.1:{port}")
     env = {**os.environ, "NATS_URL": url, "AEROVISION_PORT": str(port)}
     # Every service on this machine shares one local copy of stored files (infra/spool.py).
     env.setdefault("AEROVISION_SPOOL_DIR", str(data / "spool"))
@@ -127,5 +131,6 @@ def run_all(port: int, data: Path, matchers: int = 1) -> int:
             nats_proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             nats_proc.kill()
+    runtime.withdraw(runtime_file)
     log.info("stopped")
     return 0
