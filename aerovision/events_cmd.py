@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from aerovision import logs, runtime
-from aerovision.event_query import BadQuery, parse_since, subject_filter
+from aerovision.since import BadTime, parse_since
+from contracts.filters import BadFilter, subject_filter
 from infra import nats_layout
 from infra.tail import EventTail
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         subject = subject_filter(args.task, args.type)
         since = parse_since(args.since, dt.datetime.now(dt.timezone.utc)) if args.since else None
         url = runtime.find_nats_url(args.nats, args.data)
-    except (BadQuery, runtime.NotRunning) as exc:
+    except (BadFilter, BadTime, runtime.NotRunning) as exc:
         print(f"aerovision events: {exc}", file=sys.stderr)
         return 2
 

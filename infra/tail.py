@@ -64,9 +64,13 @@ class EventTail:
         if self._psub is None:
             self._psub = await self._js.pull_subscribe_bind(consumer=self._name, stream=names.EVENT_STREAM)
 
-    async def __aenter__(self) -> "EventTail":
+    async def open(self) -> "EventTail":
+        """Create the consumer (again, with the same name and config, if a first try timed out)."""
         await self._create()
         return self
+
+    async def __aenter__(self) -> "EventTail":
+        return await self.open()
 
     async def __aexit__(self, *_exc) -> None:
         await self.close()

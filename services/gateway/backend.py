@@ -23,12 +23,14 @@ from contracts.api import WebhookRecord
 from contracts.defaults import decode_defaults
 from contracts.events import TaskSubmitted, decode_event, now_iso, settings_changed, submitted
 from infra.objects import FileStore
+from infra.tail import EventTail
 from infra.spool import LocalSpool
 from contracts.tools import SETTINGS_TOOLS, TOOLS
 from contracts.view import queued_view, view_encoder
 from services.gateway.settings import GatewaySettings
 from services.gateway import listing
 from services.gateway.budget import BodyBudget
+from services.gateway.event_streams import StreamSlots
 from services.gateway.imageinfo import sniff_image
 from services.gateway.thumbnails import make_thumbnail, placeholder
 from services.gateway.viewcache import ViewCache
@@ -50,6 +52,7 @@ class Backend:
         self._defaults: dict[str, tuple[int, msgspec.Struct]] = {}
         self._thumbnail_slot = asyncio.Semaphore(1)
         self.body_budget = BodyBudget(settings.body_budget_bytes)
+        self.event_streams = StreamSlots(settings.max_event_streams)
 
     async def _nats(self, op, what: str):
         """A NATS call that rides out a broker restart or leader election (then 503 if it can't)."""
@@ -213,6 +216,12 @@ class Backend:
         msgs = await self._nats(lambda: nats_layout.direct_get_batch(
             self._nc, names.EVENT_STREAM, names.task_filter(uid), 10_000), "events")
         return [m.data for m in msgs]
+
+    async def open_tail(self, subject: str, *, after_seq: int | None, new_only: bool) -> EventTail:
+        """A reader of the events on ``subject`` (its consumer exists when this returns)."""
+        tail = EventTail(self._js, subject, after_seq=after_seq, new_only=new_only)
+        await self._nats(tail.open, "events")
+        return tail
 
     # --- settings ------------------------------------------------------------------------
 

@@ -30,6 +30,10 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # A local copy of stored files (infra/spool.py); `aerovision up` sets it, "" = none.
     spool_dir: str = ""
     spool_bytes: int = 256 * 2**20
+    # Server-Sent Event streams open at once (each holds a consumer on the server); past it, 429.
+    max_event_streams: int = 64
+    # Seconds of silence after which an event stream sends a comment (proxies close idle ones).
+    sse_keepalive: float = 15.0
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -47,4 +51,6 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             broker_patience=float(env.get("AEROVISION_BROKER_PATIENCE_S", d.broker_patience)),
             spool_dir=env.get("AEROVISION_SPOOL_DIR", d.spool_dir),
             spool_bytes=int(float(env.get("AEROVISION_SPOOL_MB", d.spool_bytes / 2**20)) * 2**20),
+            max_event_streams=int(env.get("AEROVISION_EVENT_STREAMS", d.max_event_streams)),
+            sse_keepalive=float(env.get("AEROVISION_SSE_KEEPALIVE_S", d.sse_keepalive)),
         )

@@ -5,12 +5,15 @@ AsyncAPI document the gateway serves."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -49,7 +52,7 @@ class System:
 def stream_system(tmp_path_factory):
     home = tmp_path_factory.mktemp("event-stream")
     port = free_port()
-    up = start_up(home / "data", port, home / "up.log")
+    up = start_up(home / "data", port, home / "up.log", AEROVISION_EVENT_STREAMS="3")
     yield System(home / "data", Api(f"http://127.0.0.1:{port}"), home / "up.log")
     assert up.stop() == 0
     assert not (home / "data" / "runtime.json").exists()  # withdrawn on a clean stop
@@ -155,3 +158,96 @@ def test_the_gateway_serves_the_documented_asyncapi(stream_system):
     served = requests.get(f"{stream_system.api.base}/schema/asyncapi.json", timeout=10)
     assert served.status_code == 200 and served.headers["content-type"].startswith("application/json")
     assert served.content == (ROOT / "docs" / "asyncapi.json").read_bytes()
+
+
+class Sse:
+    """A Server-Sent Events client over real HTTP (as a browser's EventSource reads the stream),
+    parsed on a thread so a silent stream fails a test instead of hanging it. Closing shuts the
+    socket down, so the server sees the client go at once."""
+
+    def __init__(self, url: str, **headers: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self._conn.request("GET", f"{parts.path}?{parts.query}", headers={"Accept": "text/event-stream", **headers})
+        self.response = self._conn.getresponse()
+        self.status = self.response.status
+        self._queue: queue.Queue = queue.Queue()
+        if self.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            while line := self.response.readline():
+                raw = line.decode().rstrip("\r\n")
+                if raw == "":
+                    if "data" in fields:
+                        self._queue.put(dict(fields))
+                    fields.clear()
+                elif not raw.startswith(":"):
+                    name, _, value = raw.partition(":")
+                    fields[name] = value[1:] if value.startswith(" ") else value
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # the test closed it (http.client then meets a half-read chunk or a dropped file)
+
+    def next(self, timeout: float = 30) -> dict:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no event within {timeout:.0f} s") from None
+
+    def close(self) -> None:
+        if self._conn.sock is not None:
+            self._conn.sock.shutdown(socket.SHUT_RDWR)
+        self._conn.close()
+
+
+def test_sse_streams_a_tasks_events_and_resumes_after_last_event_id(stream_system):
+    url = stream_system.nats_url
+    baseline = _tail_consumers(url)
+    uid = stream_system.run_task()
+    address = f"{stream_system.api.base}/api/v1/tasks/{uid}/events/stream"
+    first = Sse(address)
+    try:
+        assert first.response.getheader("content-type").startswith("text/event-stream")
+        events = [first.next() for _ in range(3)]
+    finally:
+        first.close()
+    assert [e["event"] for e in events] == ["task.submitted", "task.started", "task.finished"]
+    assert [json.loads(e["data"])["uid"] for e in events] == [uid] * 3
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == 3  # stream sequences
+    resumed = Sse(address, **{"Last-Event-ID": events[0]["id"]})
+    try:
+        again = [resumed.next() for _ in range(2)]
+    finally:
+        resumed.close()
+    assert [(e["id"], e["data"]) for e in again] == [(e["id"], e["data"]) for e in events[1:]]
+    wait_for(lambda: _tail_consumers(url) == baseline, timeout=10, what="the streams' consumers to go")
+    missing = requests.get(f"{stream_system.api.base}/api/v1/tasks/{uuid.uuid4()}/events/stream", timeout=10)
+    assert missing.status_code == 404
+    bad = requests.get(address, headers={"Last-Event-ID": "yesterday"}, timeout=10)
+    assert bad.status_code == 422
+
+
+def test_sse_live_events_are_bounded_and_leave_no_consumers(stream_system):
+    url = stream_system.nats_url
+    baseline = _tail_consumers(url)
+    address = f"{stream_system.api.base}/api/v1/events?type=task.finished"
+    streams = [Sse(address) for _ in range(3)]  # AEROVISION_EVENT_STREAMS=3
+    try:
+        assert [s.status for s in streams] == [200, 200, 200]
+        refused = requests.get(address, timeout=10)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "5"
+        uid = stream_system.run_task()
+        for stream in streams:
+            event = stream.next()
+            assert (event["event"], json.loads(event["data"])["uid"]) == ("task.finished", uid)
+        assert len(_tail_consumers(url)) == len(baseline) + 3
+    finally:
+        for stream in streams:
+            stream.close()
+    wait_for(lambda: _tail_consumers(url) == baseline, timeout=10, what="the streams' consumers to go")
+    again = Sse(address)  # the slots are free again
+    assert again.status == 200
+    again.close()

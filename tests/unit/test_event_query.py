@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from aerovision import runtime
-from aerovision.event_query import BadQuery, parse_since, subject_filter
+from aerovision.since import BadTime, parse_since
+from contracts.filters import BadFilter, subject_filter
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 UID = "d83ae21c-94bc-4a11-b3f7-1a2b3c4d5e6f"
@@ -28,7 +29,7 @@ def test_subject_filters(task, kind, subject):
 
 @pytest.mark.parametrize("task, kind", [(None, "task.teleported"), ("a.b", None), ("*", None), ("x>", None)])
 def test_filters_that_are_refused(task, kind):
-    with pytest.raises(BadQuery):
+    with pytest.raises(BadFilter):
         subject_filter(task, kind)
 
 
@@ -46,7 +47,7 @@ def test_since(text, expected):
 
 @pytest.mark.parametrize("text", ["yesterday", "", "5 parsecs", "15"])
 def test_since_refuses_what_it_cannot_read(text):
-    with pytest.raises(BadQuery):
+    with pytest.raises(BadTime):
         parse_since(text, NOW)
 
 
