@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from aerovision import events_cmd, logs
+from aerovision import events_cmd, logs, replay_cmd
 from infra.process import tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     pr.add_argument("--rebuild", action="store_true", help="drop the task view and replay the whole stream")
     sub.add_parser("notifier", help="run the webhook notifier")
     events_cmd.add_parser(sub)
+    replay_cmd.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -141,3 +142,5 @@ def main(argv: list[str] | None = None) -> None:
         run_notifier()
     elif args.command == "events":
         sys.exit(events_cmd.run(args))
+    elif args.command == "replay":
+        sys.exit(replay_cmd.run(args))

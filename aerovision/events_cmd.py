@@ -28,7 +28,7 @@ from infra.tail import EventTail
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("events", help="print events as JSON lines (finds the running system by itself)",
-                            description=__doc__.splitlines()[0])
+                            description="Print the event log as JSON lines, one event per line, as stored.")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
     parser.add_argument("--task", metavar="UID", help="only this task's events")
     parser.add_argument("--type", metavar="T", help="only events of this type (task.finished, or its kind: finished)")

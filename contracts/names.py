@@ -31,6 +31,9 @@ MATCHER_CONSUMERS = {"fast": MATCHER_CONSUMER, "slow": "matcher-slow"}
 PROJECTOR_CONSUMER = "projector-push"
 PROJECTOR_DELIVER_SUBJECT = "aerovision.internal.projector"
 LEGACY_PROJECTOR_CONSUMERS = ("projector",)
+# ``aerovision replay --switch`` asks the running projector to adopt the rebuilt view here.
+PROJECTOR_SWITCH_SUBJECT = "aerovision.internal.projector-switch"
+REPLAY_SUFFIX = "-replay"  # the rebuilt view's buckets: aerovision-tasks-replay, ...
 NOTIFIER_CONSUMER = "notifier"
 
 

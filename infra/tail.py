@@ -32,9 +32,12 @@ class EventTail:
     """
 
     def __init__(self, js: JetStreamContext, subject: str, *, after_seq: int | None = None,
-                 start_time: dt.datetime | None = None, new_only: bool = False, idle: float = 30.0) -> None:
+                 start_time: dt.datetime | None = None, new_only: bool = False, idle: float = 30.0,
+                 stream: str = names.EVENT_STREAM, last_per_subject: bool = False) -> None:
         self._js = js
         self._subject = subject
+        self._stream = stream
+        self._last_per_subject = last_per_subject  # a bucket's current values (its KV stream)
         self._start_time = start_time
         self._new_only = new_only
         self._idle = idle
@@ -48,7 +51,9 @@ class EventTail:
             name=self._name, filter_subject=self._subject, ack_policy=js_api.AckPolicy.NONE,
             mem_storage=True, num_replicas=1, inactive_threshold=self._idle, max_waiting=1,
         )
-        if self.last_seq is not None:
+        if self._last_per_subject and self.last_seq is None:
+            config.deliver_policy = js_api.DeliverPolicy.LAST_PER_SUBJECT
+        elif self.last_seq is not None:
             config.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = self.last_seq + 1
         elif self._start_time is not None:
@@ -59,10 +64,10 @@ class EventTail:
         return config
 
     async def _create(self) -> None:
-        info = await self._js.add_consumer(names.EVENT_STREAM, config=self._config())
+        info = await self._js.add_consumer(self._stream, config=self._config())
         self.pending_at_open = info.num_pending
         if self._psub is None:
-            self._psub = await self._js.pull_subscribe_bind(consumer=self._name, stream=names.EVENT_STREAM)
+            self._psub = await self._js.pull_subscribe_bind(consumer=self._name, stream=self._stream)
 
     async def open(self) -> "EventTail":
         """Create the consumer (again, with the same name and config, if a first try timed out)."""
@@ -100,7 +105,7 @@ class EventTail:
                 await self._psub.unsubscribe()
             self._psub = None
         with contextlib.suppress(nats.js.errors.NotFoundError, *_AWAY):
-            await self._js.delete_consumer(names.EVENT_STREAM, self._name)
+            await self._js.delete_consumer(self._stream, self._name)
 
 
 _AWAY = (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoRespondersError,

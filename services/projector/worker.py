@@ -17,6 +17,7 @@ import msgspec
 import nats
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -35,6 +36,7 @@ from contracts.view import (
 )
 from services.projector.apply import apply, index_entries
 from services.projector.defaults import DefaultsProjection, record_legacy
+from services.projector.switch import SwitchResult, copy_candidates, events_between, open_candidates, switch_request
 from services.projector.index import TaskIndex
 from services.projector.status_index import Move, StatusIndex
 from services.projector.settings import ProjectorSettings
@@ -59,13 +61,19 @@ def consumer_config(start_seq: int = 0) -> js_api.ConsumerConfig:
 
 class Projector:
     def __init__(self, nc: NATS, views: KeyValue, index_kv: KeyValue, settings: ProjectorSettings,
-                 defaults_kv: KeyValue | None = None) -> None:
+                 defaults_kv: KeyValue | None = None, *, fresh: bool = False) -> None:
         self._nc = nc
         self._views = views
         self._index_kv = index_kv
         self._settings = settings
         # The tool defaults (settings bucket); opened by ``run`` when not given.
+        self._defaults_kv = defaults_kv
         self._defaults = DefaultsProjection(defaults_kv) if defaults_kv is not None else None
+        # Projecting into empty buckets (a replay): a view this projector has not written does
+        # not exist, so it is not looked up (100,000 lookups that all miss).
+        self._fresh = fresh
+        self._written: set[str] = set()
+        self._switches: asyncio.Queue = asyncio.Queue()  # replay's requests to adopt a rebuilt view
         self._cache: OrderedDict[str, tuple[TaskView, int]] = OrderedDict()
         self._indexes: dict[str, TaskIndex] = {}
         self._status = StatusIndex(index_kv)
@@ -74,9 +82,9 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
         if self._defaults is None:
-            defaults_kv = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, self._settings.replicas, history=10)
-            self._defaults = DefaultsProjection(defaults_kv)
-            await record_legacy(js, defaults_kv)
+            self._defaults_kv = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, self._settings.replicas, history=10)
+            self._defaults = DefaultsProjection(self._defaults_kv)
+            await record_legacy(js, self._defaults_kv)
         config, info = await self._declare(js)
         # Everything after the ack floor may be unprojected, even at floor 0: a projector killed
         # before its first ack leaves events delivered but unacknowledged, which the server only
@@ -99,10 +107,14 @@ class Projector:
 
         sub = await js.subscribe_bind(names.EVENT_STREAM, config, names.PROJECTOR_CONSUMER,
                                       cb=deliver, manual_ack=True)
+        control = await self._nc.subscribe(names.PROJECTOR_SWITCH_SUBJECT, cb=self._switches.put)
         log.info("projector_started", next_seq=self._next_seq)
         quiet_since = asyncio.get_running_loop().time()
         try:
             while not stop.is_set():
+                # Between batches the view is consistent: the moment to adopt a rebuilt one.
+                while not self._switches.empty():
+                    await self._switch(self._switches.get_nowait())
                 try:
                     first = await asyncio.wait_for(inbox.get(), timeout=1.0)
                 except asyncio.TimeoutError:
@@ -117,7 +129,38 @@ class Projector:
                 await self._project_batch(msgs)
                 quiet_since = asyncio.get_running_loop().time()
         finally:
+            await control.unsubscribe()
             await sub.unsubscribe()
+
+    async def apply_events(self, events: list[tuple[int, str, bytes]]) -> None:
+        """Fold (stream sequence, subject, data) events, in stream order (a replay feeds them here)."""
+        await self._project_events(events)
+
+    async def _switch(self, request: Msg) -> None:
+        """Adopt the view ``aerovision replay`` rebuilt: catch it up to where this projector is,
+        make the live buckets equal to it (only what differs is written), forget every cache."""
+        js = self._nc.jetstream()
+        try:
+            asked = switch_request.decode(request.data)
+            at_seq = self._next_seq - 1
+            caught_up = await catch_up(self._nc, self._settings, asked.last_seq, at_seq)
+            live = {names.TASK_VIEW_BUCKET: self._views, names.TASK_INDEX_BUCKET: self._index_kv}
+            if self._defaults_kv is not None:
+                live[names.SETTINGS_BUCKET] = self._defaults_kv
+            written, deleted = await copy_candidates(js, live)
+        except Exception as exc:  # the answer says why; projecting goes on (the live view may be half copied)
+            log.exception("switch_failed")
+            await request.respond(msgspec.json.encode(SwitchResult(error=f"{type(exc).__name__}: {exc}")))
+            return
+        finally:
+            # Whatever happened, cached views, pages and revisions may no longer be the stored ones.
+            self._cache.clear()
+            self._indexes.clear()
+            self._status = StatusIndex(self._index_kv)
+            self._defaults = DefaultsProjection(self._defaults_kv) if self._defaults_kv is not None else None
+        result = SwitchResult(at_seq=at_seq, caught_up=caught_up, written=written, deleted=deleted, by="projector")
+        log.warning("view_switched", at_seq=at_seq, caught_up=caught_up, written=written, deleted=deleted)
+        await request.respond(msgspec.json.encode(result))
 
     async def _check_consumer(self, js) -> None:
         """A deleted consumer (``--rebuild`` run elsewhere) pushes nothing: end, to be restarted."""
@@ -139,8 +182,9 @@ class Projector:
                 continue
             start = max(start, (old.ack_floor.stream_seq if old.ack_floor else 0) + 1)
         try:
-            await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
-            config = consumer_config()  # exists: where it starts no longer matters
+            existing = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+            # Exists: where it starts no longer matters, but a consumer's start cannot be updated.
+            config = consumer_config(existing.config.opt_start_seq or 0)
         except nats.js.errors.NotFoundError:
             config = consumer_config(start)
         info = await nats_layout.declare_consumer(js, config)
@@ -235,6 +279,8 @@ class Projector:
         if cached is not None:
             self._cache.move_to_end(uid)
             return cached
+        if self._fresh and uid not in self._written:
+            return None, 0
         try:
             entry = await self._views.get(uid)
         except KeyNotFoundError:
@@ -275,10 +321,26 @@ class Projector:
         raise RuntimeError(f"task {uid}: view kept changing under us")
 
     def _remember(self, uid: str, view: TaskView, rev: int) -> None:
+        if self._fresh:
+            self._written.add(uid)
         self._cache[uid] = (view, rev)
         self._cache.move_to_end(uid)
         while len(self._cache) > self._settings.view_cache:
             self._cache.popitem(last=False)
+
+
+async def catch_up(nc: NATS, settings: ProjectorSettings, from_seq: int, to_seq: int) -> int:
+    """Project the events after ``from_seq`` up to ``to_seq`` into the candidate buckets; how many."""
+    if to_seq <= from_seq:
+        return 0
+    buckets = await open_candidates(nc.jetstream(), settings.replicas, fresh=False)
+    projector = Projector(nc, buckets[names.TASK_VIEW_BUCKET], buckets[names.TASK_INDEX_BUCKET], settings,
+                          defaults_kv=buckets[names.SETTINGS_BUCKET])
+    count = 0
+    async for events in events_between(nc, from_seq + 1, to_seq):
+        await projector.apply_events(events)
+        count += len(events)
+    return count
 
 
 async def rebuild(nc: NATS, settings: ProjectorSettings) -> None:
