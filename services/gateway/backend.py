@@ -23,6 +23,7 @@ from contracts.api import WebhookRecord
 from contracts.defaults import decode_defaults
 from contracts.events import TaskSubmitted, decode_event, now_iso, settings_changed, submitted
 from infra.objects import FileStore
+from infra.retention import human
 from infra.tail import EventTail
 from infra.spool import LocalSpool
 from contracts.tools import SETTINGS_TOOLS, TOOLS
@@ -37,6 +38,15 @@ from services.gateway.viewcache import ViewCache
 
 log = structlog.get_logger("gateway")
 _webhook_decoder = msgspec.json.Decoder(WebhookRecord)
+
+
+class _ListedFiles(msgspec.Struct):
+    input_files: list[str] = []
+    thumbnails: list[str] = []
+    result_files: list[str] = []
+
+
+_listed_files = msgspec.json.Decoder(_ListedFiles)
 
 
 class Backend:
@@ -60,8 +70,9 @@ class Backend:
 
     async def start(self) -> None:
         js, replicas = self._js, self._settings.replicas
-        await nats_layout.declare_event_stream(js, replicas)
-        await nats_layout.declare_files_bucket(js, replicas)
+        # The gateway is the one service that applies the retention (the others leave it as found).
+        await nats_layout.declare_event_stream(js, replicas, self._settings.retention)
+        await nats_layout.declare_files_bucket(js, replicas, self._settings.retention.files_ttl)
         self._views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, replicas)
         self._index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, replicas)
         self._tool_settings = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, replicas, history=10)
@@ -267,6 +278,21 @@ class Backend:
         return True
 
     # --- files ---------------------------------------------------------------------------
+
+    async def file_expired(self, path: str) -> str | None:
+        """Why a file the store does not have is gone, if its task lists it and files have a time
+        to live (None: it never existed, as far as anyone can tell)."""
+        ttl = self._settings.retention.files_ttl
+        parts = path.split("/")
+        if ttl <= 0 or len(parts) < 3:
+            return None
+        view = await self.task(parts[1])
+        if view is None:
+            return None
+        listed = _listed_files.decode(view)
+        if path not in (*listed.input_files, *listed.thumbnails, *listed.result_files):
+            return None
+        return f"This file has expired: files are kept for {human(ttl)} (AEROVISION_FILES_TTL)"
 
     async def file(self, path: str) -> bytes | None:
         data = await self._nats(lambda: self.files.get(path), "file")

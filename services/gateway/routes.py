@@ -223,6 +223,9 @@ async def _serve_file(kind: str, path: str, backend: Backend) -> Response:
         raise NotFoundException(detail="File not found")
     data = await backend.file(full)
     if data is None:
+        expired = await backend.file_expired(full)  # listed by its task, past AEROVISION_FILES_TTL
+        if expired:
+            raise HTTPException(status_code=410, detail=expired)
         raise NotFoundException(detail="File not found")
     media = mimetypes.guess_type(full)[0] or "application/octet-stream"
     return Response(content=data, media_type=media, headers={"Cache-Control": "public, max-age=31536000, immutable"})

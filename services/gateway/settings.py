@@ -6,6 +6,8 @@ import os
 
 import msgspec
 
+from infra.retention import Retention
+
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
@@ -34,6 +36,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     max_event_streams: int = 64
     # Seconds of silence after which an event stream sends a comment (proxies close idle ones).
     sse_keepalive: float = 15.0
+    # How long the event log and the files are kept (infra/retention.py); the gateway applies it.
+    retention: Retention = Retention()
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -53,4 +57,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             spool_bytes=int(float(env.get("AEROVISION_SPOOL_MB", d.spool_bytes / 2**20)) * 2**20),
             max_event_streams=int(env.get("AEROVISION_EVENT_STREAMS", d.max_event_streams)),
             sse_keepalive=float(env.get("AEROVISION_SSE_KEEPALIVE_S", d.sse_keepalive)),
+            retention=Retention.from_env(),
         )

@@ -24,6 +24,7 @@ from tests.harness import ROOT, Api, free_port, service_env, start_up, wait_for
 from tests.images import encode, scene_with_pastes, textured_template
 
 pytestmark = pytest.mark.slow
+FILES_TTL = 4  # seconds: the files of this module's tasks expire quickly
 
 
 class System:
@@ -52,7 +53,8 @@ class System:
 def stream_system(tmp_path_factory):
     home = tmp_path_factory.mktemp("event-stream")
     port = free_port()
-    up = start_up(home / "data", port, home / "up.log", AEROVISION_EVENT_STREAMS="3")
+    up = start_up(home / "data", port, home / "up.log", AEROVISION_EVENT_STREAMS="3",
+                  AEROVISION_FILES_TTL=f"{FILES_TTL}s", AEROVISION_EVENTS_MAX_AGE="30d")
     yield System(home / "data", Api(f"http://127.0.0.1:{port}"), home / "up.log")
     assert up.stop() == 0
     assert not (home / "data" / "runtime.json").exists()  # withdrawn on a clean stop
@@ -251,3 +253,63 @@ def test_sse_live_events_are_bounded_and_leave_no_consumers(stream_system):
     again = Sse(address)  # the slots are free again
     assert again.status == 200
     again.close()
+
+
+def _stream_config(url: str, stream: str):
+    async def config():
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().stream_info(stream)).config
+        finally:
+            await nc.close()
+
+    return asyncio.run(config())
+
+
+def test_retention_is_what_the_gateway_was_told_whatever_the_other_services_declared(stream_system):
+    events = _stream_config(stream_system.nats_url, "AEROVISION_EVENTS")
+    assert (str(getattr(events.retention, "value", events.retention)), events.max_age, events.max_bytes) == \
+        ("limits", 30 * 86400, -1)
+    files = _stream_config(stream_system.nats_url, "OBJ_aerovision-files")
+    assert files.max_age == FILES_TTL
+
+
+def test_a_task_whose_files_expired_still_answers_and_its_files_say_gone(stream_system):
+    api = stream_system.api
+    uid = stream_system.run_task()
+    task = api.task(uid)
+    files = [*task["input_files"], *task["thumbnails"], *task["result_files"]]
+    assert len(files) == 6
+    assert api.http.get(f"{api.base}/{task['result_files'][0]}", timeout=10).status_code == 200
+
+    def gone():
+        return all(api.http.get(f"{api.base}/{path}", timeout=10).status_code == 410 for path in files)
+
+    wait_for(gone, timeout=FILES_TTL + 20, interval=0.5, what="the files to expire")
+    answer = api.http.get(f"{api.base}/{task['result_files'][0]}", timeout=10)
+    assert answer.json() == {"detail": f"This file has expired: files are kept for {FILES_TTL} seconds "
+                                       "(AEROVISION_FILES_TTL)"}
+    assert api.task(uid) == task  # the task itself is the log's: status, params and results stay
+    never = api.http.get(f"{api.base}/results/{uid}/nothing.png", timeout=10)
+    assert never.status_code == 404
+
+
+def test_an_auditor_sees_when_each_default_changed_and_the_bucket_follows(stream_system):
+    api = stream_system.api
+    before = api.http.get(f"{api.base}/api/v1/settings/feature", timeout=10).json()["params"]
+    changes = [{**before, "max_matches": 50}, {**before, "max_matches": 70, "detector": "ORB"}]
+    for params in changes:
+        assert api.http.put(f"{api.base}/api/v1/settings/feature", json=params, timeout=10).status_code == 200
+    log = _lines(stream_system.aerovision("events", "--type", "settings.changed", "--since", "5m",
+                                          "--data", str(stream_system.data)).stdout)
+    feature = [e for e in log if e["tool"] == "feature"]
+    assert [e["params"] for e in feature[-2:]] == changes
+    assert feature[-2]["occurred_at"] <= feature[-1]["occurred_at"]
+    # The settings bucket is their projection: a replay rebuilds it (and the task views) exactly.
+    replayed = stream_system.aerovision("replay", "--json", "--data", str(stream_system.data))
+    assert replayed.returncode == 0, replayed.stdout.decode()[-3000:] + replayed.stderr.decode()[-2000:]
+    report = json.loads(replayed.stdout)
+    assert report["differences"] == [] and report["events"] > 0
+    assert api.http.get(f"{api.base}/api/v1/settings/feature", timeout=10).json()["params"] == changes[-1]
