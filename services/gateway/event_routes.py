@@ -59,17 +59,23 @@ async def _stream(backend: Backend, settings: GatewaySettings, subject: str, aft
                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@get("/api/v1/events")
+@get("/api/v1/events/stream")
 async def stream_events(request: Request, backend: Backend, settings: GatewaySettings) -> ServerSentEvent:
     """Every event as it is stored (``?task=<uid>``, ``?type=task.finished`` narrow it): new ones
     only, or, resuming, those after ``Last-Event-ID``. A task's stream starts at its first event."""
     task = request.query_params.get("task") or None
     event_type = request.query_params.get("type") or None
-    try:
-        subject = subject_filter(task, event_type)
-    except BadFilter as exc:
-        where = "type" if event_type and "type" in str(exc) else "task"
-        raise InvalidRequest([ErrorItem("value_error", ["query", where], str(exc), task if where == "task" else event_type)]) from None
+    errors = []
+    for name, value, check in (("task", task, lambda: subject_filter(task)),
+                               ("type", event_type, lambda: subject_filter(None, event_type))):
+        try:
+            if value is not None:
+                check()
+        except BadFilter as exc:
+            errors.append(ErrorItem("value_error", ["query", name], str(exc), value[:64]))
+    if errors:
+        raise InvalidRequest(errors)
+    subject = subject_filter(task, event_type)
     after = _last_event_id(request)
     return await _stream(backend, settings, subject, after, new_only=after is None and task is None)
 

@@ -230,12 +230,15 @@ def test_sse_streams_a_tasks_events_and_resumes_after_last_event_id(stream_syste
     assert missing.status_code == 404
     bad = requests.get(address, headers={"Last-Event-ID": "yesterday"}, timeout=10)
     assert bad.status_code == 422
+    both = requests.get(f"{stream_system.api.base}/api/v1/events/stream", params={"task": "a.b", "type": "teleported"},
+                        timeout=10)
+    assert both.status_code == 422 and [e["loc"] for e in both.json()["detail"]] == [["query", "task"], ["query", "type"]]
 
 
 def test_sse_live_events_are_bounded_and_leave_no_consumers(stream_system):
     url = stream_system.nats_url
     baseline = _tail_consumers(url)
-    address = f"{stream_system.api.base}/api/v1/events?type=task.finished"
+    address = f"{stream_system.api.base}/api/v1/events/stream?type=task.finished"
     streams = [Sse(address) for _ in range(3)]  # AEROVISION_EVENT_STREAMS=3
     try:
         assert [s.status for s in streams] == [200, 200, 200]
