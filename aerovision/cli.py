@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 
 import structlog
 
-from aerovision import logs
+from aerovision import events_cmd, logs, replay_cmd
 from infra.process import EXIT_CONNECTION_LOST, tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     pr = sub.add_parser("projector", help="run the projector")
     pr.add_argument("--rebuild", action="store_true", help="drop the task view and replay the whole stream")
     sub.add_parser("notifier", help="run the webhook notifier")
+    events_cmd.add_parser(sub)
+    replay_cmd.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -183,3 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         run_projector(args.rebuild)
     elif args.command == "notifier":
         run_notifier()
+    elif args.command == "events":
+        sys.exit(events_cmd.run(args))
+    elif args.command == "replay":
+        sys.exit(replay_cmd.run(args))

@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from aerovision import claims, logs, natsserver, policy
+from aerovision import claims, logs, natsserver, policy, runtime
 from infra.process import tied_to_this_process
 
 log = structlog.get_logger("supervisor")
@@ -144,6 +144,11 @@ def run_all(host: str, port: int, data: Path, matchers: int = 1) -> int:
         url = f"nats://127.0.0.1:{nats_port}"
         log.info("nats_server_started", url=url, store=str(data / "jetstream"), pid=nats_proc.pid)
     bound_port = listener.getsockname()[1]
+    # Subscribers use this URL; tools on this machine find it in the runtime file.
+    print(f"NATS (for event subscribers): {url}", flush=True)
+    log.info("nats_url", url=url, subjects="aerovision.events.>")
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # where tools on this machine reach it
+    runtime_file = runtime.announce(data, url, f"http://{local}:{bound_port}")
     env = {**os.environ, "NATS_URL": url, "AEROVISION_HOST": host, "AEROVISION_PORT": str(bound_port)}
     # Every service on this machine shares one local copy of stored files (infra/spool.py).
     env.setdefault("AEROVISION_SPOOL_DIR", str(data / "spool"))
@@ -208,6 +213,7 @@ def run_all(host: str, port: int, data: Path, matchers: int = 1) -> int:
             nats_proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             nats_proc.kill()
+    runtime.withdraw(runtime_file)
     os.close(lock)
     log.info("stopped")
     return 0

@@ -17,13 +17,12 @@ import sys
 import time
 import uuid
 
-from contracts import names
-from infra import nats_layout
-from contracts import events
+from contracts import events, names
 from contracts.events import TaskFinished, TaskSubmitted
 from contracts.params import TemplateParams
 from contracts.results import TemplateMatch, TemplateResult
 from contracts.view import INDEX_ALL, head_decoder, index_head_key
+from infra import nats_layout
 
 RESULT = TemplateResult(
     method="TM_CCOEFF_NORMED", matches_found=3, filtered_matches=3, best_score=1.0,

@@ -149,3 +149,17 @@ def _settings_shape(tool: str) -> type[msgspec.Struct]:
 # ``GET``/``PUT /api/v1/settings/{tool}``: {"tool", "params"} with the tool's params.
 SETTINGS_SHAPES: dict[str, type[msgspec.Struct]] = {tool: _settings_shape(tool) for tool in SETTINGS_TOOLS}
 globals().update({cls.__name__: cls for cls in SETTINGS_SHAPES.values()})
+
+
+class EventStreamQuery(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/events/stream``'s query string (``Last-Event-ID`` may also come as a header)."""
+
+    task: Annotated[str | None, Meta(description="only this task's events (its uid)")] = None
+    type: Annotated[str | None, Meta(description="only events of this type, e.g. task.finished")] = None
+    last_event_id: Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="resume after this event id (0: from the first)")] = None
+
+
+class ResumeQuery(msgspec.Struct, kw_only=True):
+    """Where an event stream resumes (``Last-Event-ID`` may also come as a header)."""
+
+    last_event_id: Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="resume after this event id (0: from the first)")] = None

@@ -14,6 +14,7 @@ KIND_PROGRESSED = "progressed"
 KIND_STEP_COMPLETED = "step_completed"
 KIND_FINISHED = "finished"
 KIND_WEBHOOK_ATTEMPTED = "webhook_attempted"
+KIND_SETTINGS_CHANGED = "settings_changed"  # <tool> is the tool whose defaults changed, <uid> the change's id
 
 TASK_VIEW_BUCKET = "aerovision-tasks"
 TASK_INDEX_BUCKET = "aerovision-task-index"
@@ -30,6 +31,9 @@ MATCHER_CONSUMERS = {"fast": MATCHER_CONSUMER, "slow": "matcher-slow"}
 PROJECTOR_CONSUMER = "projector-push"
 PROJECTOR_DELIVER_SUBJECT = "aerovision.internal.projector"
 LEGACY_PROJECTOR_CONSUMERS = ("projector",)
+# ``aerovision replay --switch`` asks the running projector to adopt the rebuilt view here.
+PROJECTOR_SWITCH_SUBJECT = "aerovision.internal.projector-switch"
+REPLAY_SUFFIX = "-replay"  # the rebuilt view's buckets: aerovision-tasks-replay, ...
 NOTIFIER_CONSUMER = "notifier"
 
 

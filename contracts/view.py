@@ -202,3 +202,21 @@ def members(bits: bytes, page: int) -> list[int]:
 
 status_head_decoder = msgspec.json.Decoder(StatusHead)
 counts_decoder = msgspec.json.Decoder(list[int])
+
+
+def is_empty_status_entry(key: str, value: bytes) -> bool:
+    """A status page, counts list or head that says nothing: readers take an absent one for it,
+    so a projection that cleared every bit of a page and one that never set any are the same."""
+    parts = key.split(".")  # <index>.status.<status>.head | .bits.<page> | .counts.<group>
+    if len(parts) < 4 or parts[1] != "status":
+        return False
+    try:
+        if parts[3] == "bits":
+            return not any(value)
+        if parts[3] == "counts":
+            return not any(counts_decoder.decode(value))
+        if parts[3] == "head":
+            return status_head_decoder.decode(value).count == 0
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return False

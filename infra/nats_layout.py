@@ -23,7 +23,9 @@ from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from contracts import names
-from contracts.events import AnyEvent, encode_event, message_id_of, subject_of
+from contracts.cloudevents import headers_of
+from contracts.events import AnyEvent, encode_event, subject_of
+from infra.retention import Retention
 
 log = structlog.get_logger("nats")
 T = TypeVar("T")
@@ -237,23 +239,30 @@ async def retrying(op: Callable[[], Awaitable[T]], *, deadline: float = 15.0, wh
 
 async def publish_event(js: JetStreamContext, event: AnyEvent, *, deadline: float = 15.0) -> js_api.PubAck:
     """Store one event on its subject, retried through a restart; its message id makes a retried
-    publish a duplicate the stream drops."""
+    publish a duplicate the stream drops. The headers make it a CloudEvent in binary mode."""
+    headers = headers_of(event)
     return await retrying(
-        lambda: js.publish(subject_of(event), encode_event(event), headers={"Nats-Msg-Id": message_id_of(event)}),
+        lambda: js.publish(subject_of(event), encode_event(event), headers=headers),
         deadline=deadline, what=f"publish {type(event).__name__}",
     )
 
 
-def event_stream_config(replicas: int = 1) -> js_api.StreamConfig:
-    # Limits retention: the stream is the audit log, consuming never deletes history.
+def event_stream_config(replicas: int = 1, retention: Retention | None = None) -> js_api.StreamConfig:
+    # Limits retention: the stream is the audit log, consuming never deletes history. Its limits
+    # (infra/retention.py) only ever drop the oldest events.
+    retention = retention or Retention()
     return js_api.StreamConfig(
         name=names.EVENT_STREAM,
         subjects=[names.EVENT_SUBJECTS],
         retention=js_api.RetentionPolicy.LIMITS,
         storage=js_api.StorageType.FILE,
-        duplicate_window=120.0,
+        # The server refuses a duplicate window longer than the age limit.
+        duplicate_window=min(120.0, retention.events_max_age or 120.0),
         allow_direct=True,
         num_replicas=replicas,
+        max_age=retention.events_max_age,
+        max_bytes=retention.events_max_bytes,
+        discard=js_api.DiscardPolicy.OLD,
     )
 
 
@@ -266,8 +275,22 @@ async def _add_or_update_stream(js: JetStreamContext, config: js_api.StreamConfi
         await js.update_stream(config)
 
 
-async def declare_event_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    await retrying(lambda: _add_or_update_stream(js, event_stream_config(replicas)), deadline=30, what="stream")
+async def _current_retention(js: JetStreamContext) -> Retention | None:
+    try:
+        config = (await js.stream_info(names.EVENT_STREAM)).config
+    except nats.js.errors.NotFoundError:
+        return None
+    return Retention(events_max_age=config.max_age or 0.0, events_max_bytes=config.max_bytes or -1)
+
+
+async def declare_event_stream(js: JetStreamContext, replicas: int = 1, retention: Retention | None = None) -> None:
+    """Create or update the event stream; its limits are ``retention``'s, or (None) left as found."""
+
+    async def declare() -> None:
+        kept = retention if retention is not None else await _current_retention(js)
+        await _add_or_update_stream(js, event_stream_config(replicas, kept))
+
+    await retrying(declare, deadline=30, what="stream")
 
 
 async def open_kv(js: JetStreamContext, bucket: str, replicas: int = 1, history: int = 1) -> KeyValue:
@@ -284,13 +307,24 @@ async def open_kv(js: JetStreamContext, bucket: str, replicas: int = 1, history:
     return await retrying(create, deadline=30, what=f"kv:{bucket}")
 
 
-async def declare_files_bucket(js: JetStreamContext, replicas: int = 1) -> None:
+async def declare_files_bucket(js: JetStreamContext, replicas: int = 1, ttl: float | None = None) -> None:
+    """Create the files bucket; with ``ttl`` (seconds, 0: for ever) set its time to live, which
+    an existing bucket takes too (None: leave it as found)."""
+
     async def create() -> None:
         try:
-            await js.create_object_store(bucket=names.FILES_BUCKET, replicas=replicas)
+            await js.create_object_store(bucket=names.FILES_BUCKET, replicas=replicas, ttl=ttl or None)
         except BadRequestError as exc:
             if exc.err_code != 10058:
                 raise
+            if ttl is None:
+                return
+            config = (await js.stream_info(f"OBJ_{names.FILES_BUCKET}")).config
+            if (config.max_age or 0.0) != ttl:
+                config.max_age = ttl
+                if ttl and (config.duplicate_window or 0) > ttl:  # the server refuses a longer one
+                    config.duplicate_window = ttl
+                await js.update_stream(config)
 
     await retrying(create, deadline=30, what="files")
 

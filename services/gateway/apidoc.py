@@ -28,6 +28,7 @@ REF = "#/components/schemas/{name}"
 _ERRORS: dict[int, tuple[type, str]] = {
     404: (ErrorBody, "Not found: the task, tool, webhook or file does not exist"),
     409: (ErrorBody, "Conflict: the task has not finished yet"),
+    410: (ErrorBody, "Gone: the file has expired (AEROVISION_FILES_TTL); its task still answers"),
     413: (ErrorBody, "The request body is larger than the limit"),
     422: (ValidationErrorBody, "Invalid parameters or files: every problem found, each with where it is"),
     429: (ErrorBody, "Too many uploads at once: retry after the Retry-After seconds"),
@@ -37,6 +38,15 @@ _ERRORS: dict[int, tuple[type, str]] = {
 _VARIANTS: dict[type, tuple[type, ...]] = {TaskView: CONCRETE_VIEWS, Event: CONCRETE_EVENTS}
 FILE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "application/octet-stream")
 _IMAGE_TYPES = "image/png, image/jpeg, image/bmp, image/tiff"
+# One Server-Sent Event of the stream (what a client's EventSource hands over).
+_SSE_EVENT = {"type": "object", "properties": {
+    "id": {"type": "string", "description": "the event's stream sequence: Last-Event-ID resumes after it"},
+    "event": {"type": "string", "description": "the event's type, e.g. task.finished"},
+    "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"$ref": REF.format(name="Event")}},
+    "retry": {"type": "integer"},
+}}
+_SSE = ("Server-Sent Events, until the client goes: each `id` is the event's stream sequence (send it back as "
+        "Last-Event-ID to resume after it), `event` its type, `data` the event as stored (an Event).")
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class RouteDoc:
     closed_body: bool = False  # the JSON body's unknown fields are refused (not ignored)
     form: Tool | None = None  # a submission: the tool's multipart form
     files: bool = False  # it answers a stored file (binary), not JSON
+    events: bool = False  # it answers a stream of Server-Sent Events
     description: str | None = None
 
 
@@ -115,8 +126,8 @@ def _types_of(handlers: Iterable[HTTPRouteHandler]) -> list[Any]:
     for handler in handlers:
         doc: RouteDoc = handler.opt.get("doc", RouteDoc())
         answer = _answer_type(handler)
-        types += [t for t in (answer, doc.query, doc.json_body, doc.form.params if doc.form else None)
-                  if t is not None and not doc.files]
+        types += [t for t in (None if doc.files or doc.events else answer, doc.query, doc.json_body,
+                              doc.form.params if doc.form else None) if t is not None]
     return list(dict.fromkeys(types))
 
 
@@ -185,6 +196,8 @@ def document(routes: list[tuple[str, HTTPRouteHandler]], *, title: str, version:
             elif doc.files:
                 success = {"description": "The file", "content": {
                     media: {"schema": {"type": "string", "format": "binary"}} for media in FILE_TYPES}}
+            elif doc.events:
+                success = {"description": _SSE, "content": {"text/event-stream": {"schema": _SSE_EVENT}}}
             else:
                 success = {"description": "Success", "content": {"application/json": {"schema": _schema(answer, by_type)}}}
             responses = {status: success}

@@ -14,14 +14,14 @@ from litestar.di import Provide
 from infra import nats_layout
 from services.gateway import edge
 from services.gateway.backend import Backend
-from services.gateway.errors import EXCEPTION_HANDLERS
-from services.gateway.paths import UUID_PATTERN
 from services.gateway.docs_routes import DOCS_HANDLERS
+from services.gateway.errors import EXCEPTION_HANDLERS
+from services.gateway.event_routes import EVENT_HANDLERS
+from services.gateway.paths import UUID_PATTERN
 from services.gateway.routes import HANDLERS
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhook_routes import WebhookController
 from services.gateway.webhooks import WebhookStore
-
 
 log = structlog.get_logger("gateway")
 _TASK_PATH = re.compile(rf"/api/v1/tasks/({UUID_PATTERN})")
@@ -95,7 +95,7 @@ def _litestar_app(settings: GatewaySettings, state: dict, stop: asyncio.Event) -
             log.info("gateway_stopped", reason="nats connection closed")
 
     return Litestar(
-        route_handlers=[*HANDLERS, *DOCS_HANDLERS, WebhookController],
+        route_handlers=[*HANDLERS, *DOCS_HANDLERS, *EVENT_HANDLERS, WebhookController],
         lifespan=[lifespan],
         dependencies={
             "backend": Provide(lambda: state["backend"], sync_to_thread=False),

@@ -17,20 +17,33 @@ from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import names
-from infra import nats_layout
-from contracts.events import TaskSubmitted, decode_event, submitted
-from infra.objects import FileStore
-from infra.spool import LocalSpool
+from contracts.defaults import decode_defaults
+from contracts.events import TaskSubmitted, decode_event, settings_changed, submitted
 from contracts.tools import SETTINGS_TOOLS, TOOLS
 from contracts.view import queued_view, view_encoder
-from services.gateway.settings import GatewaySettings
+from infra import nats_layout
+from infra.objects import FileStore
+from infra.retention import human
+from infra.spool import LocalSpool
+from infra.tail import EventTail
 from services.gateway import listing
 from services.gateway.budget import BodyBudget
+from services.gateway.event_streams import StreamSlots
 from services.gateway.imageinfo import sniff_image
+from services.gateway.settings import GatewaySettings
 from services.gateway.thumbnails import make_thumbnail, placeholder
 from services.gateway.viewcache import ViewCache
 
 log = structlog.get_logger("gateway")
+
+
+class _ListedFiles(msgspec.Struct):
+    input_files: list[str] = []
+    thumbnails: list[str] = []
+    result_files: list[str] = []
+
+
+_listed_files = msgspec.json.Decoder(_ListedFiles)
 
 
 class Backend:
@@ -46,6 +59,7 @@ class Backend:
         self._defaults: dict[str, tuple[int, msgspec.Struct]] = {}
         self._thumbnail_slot = asyncio.Semaphore(1)
         self.body_budget = BodyBudget(settings.body_budget_bytes)
+        self.event_streams = StreamSlots(settings.max_event_streams)
 
     async def _nats(self, op, what: str):
         """A NATS call that rides out a broker restart or leader election (then 503 if it can't)."""
@@ -53,8 +67,9 @@ class Backend:
 
     async def start(self) -> None:
         js, replicas = self._js, self._settings.replicas
-        await nats_layout.declare_event_stream(js, replicas)
-        await nats_layout.declare_files_bucket(js, replicas)
+        # The gateway is the one service that applies the retention (the others leave it as found).
+        await nats_layout.declare_event_stream(js, replicas, self._settings.retention)
+        await nats_layout.declare_files_bucket(js, replicas, self._settings.retention.files_ttl)
         self._views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET, replicas)
         self._index = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET, replicas)
         self._tool_settings = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, replicas, history=10)
@@ -77,24 +92,34 @@ class Backend:
             deliver_policy=js_api.DeliverPolicy.NEW, stream=f"KV_{names.TASK_VIEW_BUCKET}",
         )
 
-    def _adopt_settings(self, tool: str, revision: int, data: bytes | None) -> None:
-        """Take a tool's defaults at ``revision`` unless newer ones are known (None: deleted)."""
-        cls = TOOLS[tool].params if tool in SETTINGS_TOOLS else None
-        if cls is None or revision < self._defaults.get(tool, (0, None))[0]:
+    def _adopt_settings(self, tool: str, seq: int, params: msgspec.Struct | None) -> None:
+        """Take a tool's defaults set at stream sequence ``seq`` unless newer ones are known
+        (None: the key was deleted, which only matters while nothing newer is known)."""
+        if tool not in SETTINGS_TOOLS or seq < self._defaults.get(tool, (0, None))[0]:
             return
-        try:
-            self._defaults[tool] = (revision, cls() if data is None else msgspec.json.decode(data, type=cls))
-        except msgspec.ValidationError:
-            log.warning("settings_unreadable", tool=tool)
+        self._defaults[tool] = (seq, TOOLS[tool].params() if params is None else params)
 
     async def _watch_settings(self) -> None:
-        # Every key's last value first, then changes: ordered, so the newest revision wins.
+        # The bucket is the projection of settings.changed events; each value says which event
+        # (its stream sequence) set it, so the newest change wins whichever path brought it here.
         prefix = f"$KV.{names.SETTINGS_BUCKET}."
+
+        def adopt(tool: str, data: bytes | None) -> None:
+            if tool not in SETTINGS_TOOLS:
+                return
+            if data is None:
+                self._adopt_settings(tool, 0, None)
+                return
+            try:
+                stored = decode_defaults(tool, data)
+            except msgspec.ValidationError:
+                log.warning("settings_unreadable", tool=tool)
+                return
+            self._adopt_settings(tool, stored.seq, stored.params)
 
         async def on_update(msg) -> None:
             deleted = bool(msg.headers) and msg.headers.get("KV-Operation") in ("DEL", "PURGE")
-            self._adopt_settings(msg.subject[len(prefix):], msg.metadata.sequence.stream,
-                                 None if deleted else msg.data)
+            adopt(msg.subject[len(prefix):], None if deleted else msg.data)
 
         self._settings_watch = await self._js.subscribe(
             f"{prefix}>", cb=on_update, ordered_consumer=True,
@@ -106,7 +131,7 @@ class Backend:
                 entry = await self._nats(lambda t=tool: self._tool_settings.get(t), "settings")
             except KeyNotFoundError:
                 continue
-            self._adopt_settings(tool, entry.revision, entry.value)
+            adopt(tool, entry.value)
 
     async def on_reconnect(self) -> None:
         """The watchers can stay silent for a while after a reconnect: re-read, and watch anew."""
@@ -199,6 +224,12 @@ class Backend:
             self._nc, names.EVENT_STREAM, names.task_filter(uid), 10_000), "events")
         return [m.data for m in msgs]
 
+    async def open_tail(self, subject: str, *, after_seq: int | None, new_only: bool) -> EventTail:
+        """A reader of the events on ``subject`` (its consumer exists when this returns)."""
+        tail = EventTail(self._js, subject, after_seq=after_seq, new_only=new_only)
+        await self._nats(tail.open, "events")
+        return tail
+
     # --- settings ------------------------------------------------------------------------
 
     def tool_settings(self, tool: str) -> msgspec.Struct:
@@ -207,11 +238,28 @@ class Backend:
         return known[1] if known is not None else TOOLS[tool].params()
 
     async def save_settings(self, tool: str, params: msgspec.Struct) -> None:
-        data = msgspec.json.encode(params)
-        revision = await self._nats(lambda: self._tool_settings.put(tool, data), "settings")
-        self._adopt_settings(tool, revision, data)  # our next submission uses them at once
+        """Record the change on the log; the projector writes the settings bucket from it."""
+        change = settings_changed(tool, params)
+        ack = await nats_layout.publish_event(self._js, change, deadline=self._settings.broker_patience)
+        self._adopt_settings(tool, ack.seq, params)  # our next submission uses them at once
+        log.info("settings_change_recorded", tool=tool, seq=ack.seq, change_id=change.uid)
 
     # --- files ---------------------------------------------------------------------------
+
+    async def file_expired(self, path: str) -> str | None:
+        """Why a file the store does not have is gone, if its task lists it and files have a time
+        to live (None: it never existed, as far as anyone can tell)."""
+        ttl = self._settings.retention.files_ttl
+        parts = path.split("/")
+        if ttl <= 0 or len(parts) < 3:
+            return None
+        view = await self.task(parts[1])
+        if view is None:
+            return None
+        listed = _listed_files.decode(view)
+        if path not in (*listed.input_files, *listed.thumbnails, *listed.result_files):
+            return None
+        return f"This file has expired: files are kept for {human(ttl)} (AEROVISION_FILES_TTL)"
 
     async def file(self, path: str) -> bytes | None:
         data = await self._nats(lambda: self.files.get(path), "file")

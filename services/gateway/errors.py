@@ -9,8 +9,8 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from infra import nats_layout
 from contracts.api import ErrorBody, ErrorItem, ValidationErrorBody
+from infra import nats_layout
 
 log = structlog.get_logger("gateway")
 

@@ -13,7 +13,6 @@ from contracts.view import (
     INDEX_ALL,
     INDEX_PAGE_SIZE,
     STATUS_GROUP_PAGES,
-    STATUS_PAGE_BITS,
     counts_decoder,
     head_decoder,
     index_head_key,

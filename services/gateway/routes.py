@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import mimetypes
-import re
-from typing import Any
 
 import msgspec
 import structlog
 from litestar import Request, Response, get
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 
 from contracts.api import Health, TaskListQuery, TaskPage
 from contracts.events import Event
 from contracts.view import TaskList, TaskView
-from services.gateway.backend import Backend
 from services.gateway.apidoc import RouteDoc
+from services.gateway.backend import Backend
 from services.gateway.errors import InvalidRequest
+from services.gateway.forms import parse_params
 from services.gateway.paths import is_task_uid, stored_file
 from services.gateway.responses import raw as _raw
-from services.gateway.forms import parse_params
 from services.gateway.settings_routes import SETTINGS_HANDLERS
 from services.gateway.submission_routes import SUBMISSION_HANDLERS
 
@@ -75,12 +73,15 @@ async def _serve_file(kind: str, path: str, backend: Backend) -> Response:
         raise NotFoundException(detail="File not found")
     data = await backend.file(full)
     if data is None:
+        expired = await backend.file_expired(full)  # listed by its task, past AEROVISION_FILES_TTL
+        if expired:
+            raise HTTPException(status_code=410, detail=expired)
         raise NotFoundException(detail="File not found")
     media = mimetypes.guess_type(full)[0] or "application/octet-stream"
     return Response(content=data, media_type=media, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
-_FILE_DOC = {"doc": RouteDoc(files=True, errors=(404,))}
+_FILE_DOC = {"doc": RouteDoc(files=True, errors=(404, 410))}
 
 
 @get("/uploads/{path:path}", tags=["files"], summary="An uploaded file", opt=_FILE_DOC)

@@ -7,6 +7,7 @@ import os
 import msgspec
 
 from contracts.webhook_targets import private_targets_allowed
+from infra.retention import Retention
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +49,12 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace: float = 10.0
     # Webhooks to loopback and private addresses: allowed unless AEROVISION_WEBHOOK_PRIVATE_TARGETS=deny.
     webhook_allow_private_targets: bool = True
+    # Server-Sent Event streams open at once (each holds a consumer on the server); past it, 429.
+    max_event_streams: int = 64
+    # Seconds of silence after which an event stream sends a comment (proxies close idle ones).
+    sse_keepalive: float = 15.0
+    # How long the event log and the files are kept (infra/retention.py); the gateway applies it.
+    retention: Retention = Retention()
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -72,4 +79,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             keep_alive=float(env.get("AEROVISION_KEEPALIVE_S", d.keep_alive)),
             max_connections=int(env.get("AEROVISION_MAX_CONNECTIONS", d.max_connections)),
             webhook_allow_private_targets=private_targets_allowed(env.get("AEROVISION_WEBHOOK_PRIVATE_TARGETS")),
+            max_event_streams=int(env.get("AEROVISION_EVENT_STREAMS", d.max_event_streams)),
+            sse_keepalive=float(env.get("AEROVISION_SSE_KEEPALIVE_S", d.sse_keepalive)),
+            retention=Retention.from_env(),
         )

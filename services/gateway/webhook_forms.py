@@ -11,6 +11,7 @@ import msgspec
 from contracts.api import WEBHOOK_SECRET_MAX_LENGTH, ErrorItem, WebhookIn
 from contracts.webhook_targets import url_problem
 
+
 class _Body(msgspec.Struct):
     """The registration's fields as raw JSON, so each is judged (and reported) on its own."""
 

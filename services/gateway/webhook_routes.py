@@ -16,9 +16,9 @@ from contracts.webhook_targets import redact_url
 from services.gateway.apidoc import RouteDoc
 from services.gateway.backend import Backend
 from services.gateway.errors import InvalidRequest
-from services.gateway.settings import GatewaySettings
 from services.gateway.forms import parse_params
 from services.gateway.paths import is_task_uid, is_webhook_id
+from services.gateway.settings import GatewaySettings
 from services.gateway.webhook_forms import validate_registration
 from services.gateway.webhooks import WebhookStore
 

@@ -21,7 +21,6 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from contracts import names
-from infra import nats_layout
 from contracts.events import (
     UNREADABLE,
     AnyEvent,
@@ -33,9 +32,10 @@ from contracts.events import (
     decode_event,
     finished,
 )
+from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult, Lane, lane_of
+from infra import nats_layout
 from infra.objects import FileStore
 from infra.spool import LocalSpool
-from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult, Lane, lane_of
 from services.matcher.jobs import Job, JobOutcome, job_steps
 from services.matcher.parts import ResultFile, Stage, StepDone
 from services.matcher.pool import JobTimedOut, WorkerCrashed, WorkerPool

@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 
 from contracts import names
 from contracts.api import DeliveryOut
-from contracts.events import WebhookAttempted, decode_event
+from contracts.events import UNREADABLE, WebhookAttempted, decode_event
 from contracts.webhooks import (
     ATTEMPTS_PAGE_SIZE,
     AttemptsHead,
@@ -99,8 +99,8 @@ class AttemptsLog:
         for msg in msgs:
             try:
                 event = decode_event(msg.data)
-            except msgspec.ValidationError:
-                log.warning("event_unreadable", subject=msg.subject)
+            except UNREADABLE as exc:  # a newer or unknown event: skipped, as every consumer does
+                log.warning("event_skipped", subject=msg.subject, reason=str(exc))
                 continue
             if isinstance(event, WebhookAttempted):
                 per_hook[event.webhook_id].append((msg.metadata.sequence.stream, record_of(event)))

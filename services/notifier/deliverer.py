@@ -19,8 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts import names
-from contracts.events import TaskFinished, WebhookAttempted, now_iso
-from contracts.webhook_targets import redact_url
+from contracts.events import TaskFinished, WebhookAttempted, endpoint_of, now_iso
 from contracts.webhooks import OutboxEntry
 from infra import nats_layout
 from services.notifier import http_attempt
@@ -119,7 +118,7 @@ class Deliverer:
                     self._http, hook.url, body, headers_for(hook.secret, f"msg_{entry.uid}", int(time.time()), body),
                     timeout=self._settings.timeout, allow_private=self._settings.allow_private_targets)
         await nats_layout.publish_event(self._js, WebhookAttempted(
-            uid=entry.uid, tool=entry.tool, webhook_id=hook.id, url=redact_url(hook.url),
+            uid=entry.uid, tool=entry.tool, webhook_id=hook.id, endpoint=endpoint_of(hook.url),
             attempt=attempt_state.attempts, delivered=outcome.delivered, status_code=outcome.status_code,
             error=outcome.error, duration_ms=duration, started_at=started_at,
         ), deadline=RECORD_PATIENCE)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from contracts import names
-from contracts.events import TaskFinished, decode_event
+from contracts.events import UNREADABLE, TaskFinished, decode_event
 from contracts.webhooks import OutboxEntry, outbox_key
 from services.notifier.deliverer import Payloads
 from services.notifier.directory import WebhookDirectory
@@ -54,8 +53,8 @@ class FanOut:
     async def handle(self, msg: Msg) -> None:
         try:
             event = decode_event(msg.data)
-        except msgspec.ValidationError:
-            log.warning("event_unreadable", subject=msg.subject)
+        except UNREADABLE as exc:  # a newer or unknown event: skipped, as every consumer does
+            log.warning("event_skipped", subject=msg.subject, reason=str(exc))
             await msg.term()
             return
         if not isinstance(event, TaskFinished):

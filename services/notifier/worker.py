@@ -14,7 +14,8 @@ import structlog
 
 from contracts import names
 from infra import nats_layout
-from services.notifier import attempts_log, fanout, scheduler as sched
+from services.notifier import attempts_log, fanout
+from services.notifier import scheduler as sched
 from services.notifier.deliverer import Deliverer, Payloads
 from services.notifier.directory import WebhookDirectory
 from services.notifier.http_attempt import client_session

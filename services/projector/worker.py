@@ -17,13 +17,13 @@ import msgspec
 import nats
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts import names
-from infra import nats_layout
-from contracts.events import UNREADABLE, AnyEvent, decode_event
+from contracts.events import UNREADABLE, AnyEvent, SettingsChanged, decode_event
 from contracts.view import (
     INDEX_ALL,
     PROJECTION_FORMAT,
@@ -33,10 +33,13 @@ from contracts.view import (
     index_head_key,
     view_encoder,
 )
+from infra import nats_layout
 from services.projector.apply import apply, index_entries
+from services.projector.defaults import DefaultsProjection, record_legacy
 from services.projector.index import TaskIndex
-from services.projector.status_index import Move, StatusIndex
 from services.projector.settings import ProjectorSettings
+from services.projector.status_index import Move, StatusIndex
+from services.projector.switch import SwitchResult, copy_candidates, events_between, open_candidates, switch_request
 
 log = structlog.get_logger("projector")
 
@@ -57,11 +60,20 @@ def consumer_config(start_seq: int = 0) -> js_api.ConsumerConfig:
 
 
 class Projector:
-    def __init__(self, nc: NATS, views: KeyValue, index_kv: KeyValue, settings: ProjectorSettings) -> None:
+    def __init__(self, nc: NATS, views: KeyValue, index_kv: KeyValue, settings: ProjectorSettings,
+                 defaults_kv: KeyValue | None = None, *, fresh: bool = False) -> None:
         self._nc = nc
         self._views = views
         self._index_kv = index_kv
         self._settings = settings
+        # The tool defaults (settings bucket); opened by ``run`` when not given.
+        self._defaults_kv = defaults_kv
+        self._defaults = DefaultsProjection(defaults_kv) if defaults_kv is not None else None
+        # Projecting into empty buckets (a replay): a view this projector has not written does
+        # not exist, so it is not looked up (100,000 lookups that all miss).
+        self._fresh = fresh
+        self._written: set[str] = set()
+        self._switches: asyncio.Queue = asyncio.Queue()  # replay's requests to adopt a rebuilt view
         self._cache: OrderedDict[str, tuple[TaskView, int]] = OrderedDict()
         self._indexes: dict[str, TaskIndex] = {}
         self._status = StatusIndex(index_kv)
@@ -69,6 +81,10 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
+        if self._defaults is None:
+            self._defaults_kv = await nats_layout.open_kv(js, names.SETTINGS_BUCKET, self._settings.replicas, history=10)
+            self._defaults = DefaultsProjection(self._defaults_kv)
+            await record_legacy(js, self._defaults_kv)
         config, info = await self._declare(js)
         # Everything after the ack floor may be unprojected, even at floor 0: a projector killed
         # before its first ack leaves events delivered but unacknowledged, which the server only
@@ -91,10 +107,14 @@ class Projector:
 
         sub = await js.subscribe_bind(names.EVENT_STREAM, config, names.PROJECTOR_CONSUMER,
                                       cb=deliver, manual_ack=True)
+        control = await self._nc.subscribe(names.PROJECTOR_SWITCH_SUBJECT, cb=self._switches.put)
         log.info("projector_started", next_seq=self._next_seq)
         quiet_since = asyncio.get_running_loop().time()
         try:
             while not stop.is_set():
+                # Between batches the view is consistent: the moment to adopt a rebuilt one.
+                while not self._switches.empty():
+                    await self._switch(self._switches.get_nowait())
                 try:
                     first = await asyncio.wait_for(inbox.get(), timeout=1.0)
                 except asyncio.TimeoutError:
@@ -109,7 +129,38 @@ class Projector:
                 await self._project_batch(msgs)
                 quiet_since = asyncio.get_running_loop().time()
         finally:
+            await control.unsubscribe()
             await sub.unsubscribe()
+
+    async def apply_events(self, events: list[tuple[int, str, bytes]]) -> None:
+        """Fold (stream sequence, subject, data) events, in stream order (a replay feeds them here)."""
+        await self._project_events(events)
+
+    async def _switch(self, request: Msg) -> None:
+        """Adopt the view ``aerovision replay`` rebuilt: catch it up to where this projector is,
+        make the live buckets equal to it (only what differs is written), forget every cache."""
+        js = self._nc.jetstream()
+        try:
+            asked = switch_request.decode(request.data)
+            at_seq = self._next_seq - 1
+            caught_up = await catch_up(self._nc, self._settings, asked.last_seq, at_seq)
+            live = {names.TASK_VIEW_BUCKET: self._views, names.TASK_INDEX_BUCKET: self._index_kv}
+            if self._defaults_kv is not None:
+                live[names.SETTINGS_BUCKET] = self._defaults_kv
+            written, deleted = await copy_candidates(js, live)
+        except Exception as exc:  # the answer says why; projecting goes on (the live view may be half copied)
+            log.exception("switch_failed")
+            await request.respond(msgspec.json.encode(SwitchResult(error=f"{type(exc).__name__}: {exc}")))
+            return
+        finally:
+            # Whatever happened, cached views, pages and revisions may no longer be the stored ones.
+            self._cache.clear()
+            self._indexes.clear()
+            self._status = StatusIndex(self._index_kv)
+            self._defaults = DefaultsProjection(self._defaults_kv) if self._defaults_kv is not None else None
+        result = SwitchResult(at_seq=at_seq, caught_up=caught_up, written=written, deleted=deleted, by="projector")
+        log.warning("view_switched", at_seq=at_seq, caught_up=caught_up, written=written, deleted=deleted)
+        await request.respond(msgspec.json.encode(result))
 
     async def _check_consumer(self, js) -> None:
         """A deleted consumer (``--rebuild`` run elsewhere) pushes nothing: end, to be restarted."""
@@ -131,8 +182,9 @@ class Projector:
                 continue
             start = max(start, (old.ack_floor.stream_seq if old.ack_floor else 0) + 1)
         try:
-            await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
-            config = consumer_config()  # exists: where it starts no longer matters
+            existing = await js.consumer_info(names.EVENT_STREAM, names.PROJECTOR_CONSUMER)
+            # Exists: where it starts no longer matters, but a consumer's start cannot be updated.
+            config = consumer_config(existing.config.opt_start_seq or 0)
         except nats.js.errors.NotFoundError:
             config = consumer_config(start)
         info = await nats_layout.declare_consumer(js, config)
@@ -156,14 +208,20 @@ class Projector:
         if not events:
             return
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
+        changes: list[tuple[SettingsChanged, int]] = []
         for seq, subject, data in events:
             try:
                 event = decode_event(data)
             except UNREADABLE as exc:
                 log.warning("event_skipped", subject=subject, seq=seq, reason=str(exc))
                 continue
-            by_uid[event.uid].append((event, seq))
+            if isinstance(event, SettingsChanged):
+                changes.append((event, seq))
+            else:
+                by_uid[event.uid].append((event, seq))
         await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")
+        if changes and self._defaults is not None:
+            await nats_layout.retrying(lambda: self._defaults.apply(changes), deadline=3600, what="defaults")
         self._next_seq = max(self._next_seq, max(seq for seq, _, _ in events) + 1)
         log.debug("batch_projected", events=len(events), tasks=len(by_uid))
 
@@ -211,7 +269,22 @@ class Projector:
             if new.position >= 0 and new.status != before:
                 moves.append(Move(new.position, new.tool, before, new.status))
         await self._status.apply(moves)
+        if self._fresh:
+            await self._write_fresh({uid: plan[2] for uid, plan in plans.items() if plan[2] is not plan[0]})
+            return
         await asyncio.gather(*(self._write(uid, *plan[:3], by_uid[uid]) for uid, plan in plans.items()))
+
+    async def _write_fresh(self, views: dict[str, TaskView | None]) -> None:
+        """A replay's writes: it is the only writer of its fresh buckets, so no compare-and-swap
+        round trip per view; all of a batch's views are pipelined and their acks awaited together
+        (measured: 40,000 events rebuilt in 4.6-5.1 s instead of 5.5-5.9 s)."""
+        js = self._nc.jetstream()
+        pending = {uid: await js.publish_async(self._views._pre + uid, view_encoder.encode(view))
+                   for uid, view in views.items() if view is not None}
+        # publish_async futures never time out by themselves (docs/NATS-NOTES): bound the wait.
+        acks = await asyncio.wait_for(asyncio.gather(*pending.values()), timeout=30 + len(pending) / 1000)
+        for uid, ack in zip(pending, acks):
+            self._remember(uid, views[uid], ack.seq)
 
     def _index(self, name: str) -> TaskIndex:
         return self._indexes.setdefault(name, TaskIndex(self._index_kv, name))
@@ -221,6 +294,8 @@ class Projector:
         if cached is not None:
             self._cache.move_to_end(uid)
             return cached
+        if self._fresh and uid not in self._written:
+            return None, 0
         try:
             entry = await self._views.get(uid)
         except KeyNotFoundError:
@@ -261,10 +336,26 @@ class Projector:
         raise RuntimeError(f"task {uid}: view kept changing under us")
 
     def _remember(self, uid: str, view: TaskView, rev: int) -> None:
+        if self._fresh:
+            self._written.add(uid)
         self._cache[uid] = (view, rev)
         self._cache.move_to_end(uid)
         while len(self._cache) > self._settings.view_cache:
             self._cache.popitem(last=False)
+
+
+async def catch_up(nc: NATS, settings: ProjectorSettings, from_seq: int, to_seq: int) -> int:
+    """Project the events after ``from_seq`` up to ``to_seq`` into the candidate buckets; how many."""
+    if to_seq <= from_seq:
+        return 0
+    buckets = await open_candidates(nc.jetstream(), settings.replicas, fresh=False)
+    projector = Projector(nc, buckets[names.TASK_VIEW_BUCKET], buckets[names.TASK_INDEX_BUCKET], settings,
+                          defaults_kv=buckets[names.SETTINGS_BUCKET])
+    count = 0
+    async for events in events_between(nc, from_seq + 1, to_seq):
+        await projector.apply_events(events)
+        count += len(events)
+    return count
 
 
 async def rebuild(nc: NATS, settings: ProjectorSettings) -> None:

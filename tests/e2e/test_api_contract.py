@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
 from contracts.tools import TOOLS
 from contracts.view import CONCRETE_VIEWS
@@ -167,9 +166,12 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(fuz
     api, root = fuzzed_system
     # Every check on what the server answers. Left out: the two that judge which requests it
     # should accept, since an image field's bytes must also be an image (no schema says that),
-    # and booleans are also read from 0/1/yes/no (docs/behaviour.md).
+    # and booleans are also read from 0/1/yes/no (docs/behaviour.md); and the event streams,
+    # which never end by design (each case would last the request timeout; tests/e2e/
+    # test_event_stream.py drives them, and a run restricted to them passes ST108).
     command = [Path(sys.executable).parent / "schemathesis", "run", f"{api.base}/schema/openapi.json",
                "--checks", "all", "--exclude-checks", "positive_data_acceptance,negative_data_rejection",
+               "--exclude-path-regex", "/stream$",
                "--max-examples", "20", "--seed", "7", "--workers", "2", "--request-timeout", "20"]
     done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600)
     (root / "schemathesis.txt").write_text(done.stdout + done.stderr)

@@ -10,7 +10,7 @@ import uuid
 import cv2
 import pytest
 
-from tests.harness import DATA, Api, NatsServer, Service, free_port, start_up, service_env, wait_for
+from tests.harness import DATA, Api, NatsServer, Service, free_port, service_env, start_up, wait_for
 from tests.images import encode, scene_with_pastes, textured_template
 
 

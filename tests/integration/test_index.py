@@ -8,12 +8,10 @@ import msgspec
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from infra import nats_layout
-from tests import events as ev
 from contracts.view import INDEX_PAGE_SIZE, head_decoder, index_head_key, index_page_key, page_decoder
+from infra import nats_layout
 from services.projector.index import TaskIndex
-
-
+from tests import events as ev
 
 
 async def _head(kv, name):
@@ -60,7 +58,7 @@ async def test_a_head_written_before_it_kept_the_tail_is_continued(kv):
 async def test_the_gateway_lists_from_an_older_head_too(private_nats):
     """A head without the tail (written before it was kept there): the page is read as a key."""
     from contracts import names
-    from contracts.events import TaskSubmitted, encode_event, subject_of
+    from contracts.events import encode_event, subject_of
     from services.gateway.backend import Backend
     from services.gateway.settings import GatewaySettings
 

@@ -10,10 +10,9 @@ from nats.js import api as js_api
 
 from contracts import names
 from infra import nats_layout
-from tests import events as ev
-from contracts.events import TaskFinished, TaskSubmitted
 from services.matcher.settings import MatcherSettings
 from services.matcher.worker import consumer_config, serve
+from tests import events as ev
 from tests.harness import wait_until
 
 

@@ -11,13 +11,13 @@ from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from contracts import names
-from infra import nats_layout
-from tests import events as ev
-from contracts.events import TaskFinished, TaskStarted, TaskSubmitted, encode_event, subject_of
+from contracts.events import TaskStarted, encode_event, subject_of
 from contracts.view import decode_view, head_decoder, index_head_key, view_encoder
+from infra import nats_layout
 from services.projector.apply import apply
 from services.projector.settings import ProjectorSettings
 from services.projector.worker import consumer_config, rebuild, serve
+from tests import events as ev
 from tests.harness import wait_until
 
 

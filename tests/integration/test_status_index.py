@@ -6,15 +6,12 @@ from __future__ import annotations
 import random
 import uuid
 
-import pytest
 from nats.js.errors import KeyNotFoundError
 
 from contracts.view import STATUS_GROUP_PAGES, STATUS_PAGE_BITS
 from services.gateway.listing import page_in_status, page_of_tasks
 from services.projector.index import TaskIndex
 from services.projector.status_index import Move, StatusIndex
-
-
 
 
 def _getter(kv):

@@ -6,10 +6,10 @@ import pytest
 
 from contracts.params import TemplateParams
 from contracts.tools import STEP_SPECS, ChainParams, ChainProgress, ChainResult
-from tests.harness import drain
 from services.matcher.chain import ChainFailed, run_chain
 from services.matcher.jobs import Job, run_job
 from services.matcher.parts import ResultFile, StepDone
+from tests.harness import drain
 from tests.images import encode, scene_with_pastes, textured_template
 
 

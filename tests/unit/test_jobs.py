@@ -5,10 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from services.matcher.jobs import Job, job_steps, run_job
 from tests.harness import drain
-from services.matcher.jobs import Job, JobOutcome, job_steps, run_job
-from services.matcher.parts import ResultFile
-
 from tests.unit.test_template import PASTES, T, _scene
 
 

@@ -104,7 +104,7 @@ def test_stages_show_while_a_task_runs_and_clear_when_it_ends():
 
 def test_webhook_attempts_do_not_touch_the_view():
     view = fold([(1, submitted()), (2, finished())])
-    attempt = WebhookAttempted(uid=UID, tool="template", webhook_id="wh_1", url="http://x", attempt=1, delivered=True)
+    attempt = WebhookAttempted(uid=UID, tool="template", webhook_id="wh_1", endpoint="http://x", attempt=1, delivered=True)
     assert apply(view, attempt, 3) is view
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from contracts.params import TemplateParams
-from services.matcher.errors import InputError
 from contracts.results import TemplateMatch, TemplateResult
+from services.matcher.errors import InputError
 from services.matcher.template import draw_matches, match_template, render_heatmap
 
 IMAGES = Path(__file__).resolve().parents[1] / "data"

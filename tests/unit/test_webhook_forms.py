@@ -8,8 +8,7 @@ import time
 import msgspec
 import pytest
 
-from contracts.api import WebhookIn
-from contracts.api import PageQuery
+from contracts.api import PageQuery, WebhookIn
 from services.gateway.errors import bounded_input
 from services.gateway.forms import parse_params
 from services.gateway.paths import is_task_uid, is_webhook_id
