@@ -45,6 +45,8 @@ MESSAGE_IDS = {
     "task.finished": "<uid>.finished",
     "webhook.attempted": "<uid>.webhook.<webhook_id>.<attempt>",
     "settings.changed": "<uid>.settings",
+    "webhook.registered": "<webhook_id>.registered",
+    "webhook.removed": "<webhook_id>.removed",
 }
 
 

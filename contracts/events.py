@@ -48,8 +48,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Envelope shared by every event (producers' constructors fill in the last three; on the
     wire all are always present, and readers require them)."""
 
-    uid: Annotated[str, Meta(description="the task's id (of a settings.changed: the change's own id)")]
-    tool: Annotated[str, Meta(description="the task's tool (of a settings.changed: the tool whose defaults changed)")]
+    uid: Annotated[str, Meta(description="the task's id (of a settings.changed: the change's own id; "
+                                         "of a webhook.registered or webhook.removed: the webhook's id)")]
+    tool: Annotated[str, Meta(description="the task's tool (of a settings.changed: the tool whose defaults "
+                                          "changed; of a webhook.registered or webhook.removed: \"webhooks\")")]
     event_id: Annotated[str, Meta(description="this event's unique id")] = msgspec.field(default_factory=new_event_id)
     occurred_at: Annotated[str, Meta(description="when it happened: RFC 3339, UTC, milliseconds")] = \
         msgspec.field(default_factory=now_iso)
@@ -113,6 +115,25 @@ class WebhookAttempted(Event, frozen=True, kw_only=True, tag="webhook.attempted"
     schema_version: Annotated[int, Meta(description="the version of this event type's schema")] = 2
 
 
+class WebhookRegistered(Event, frozen=True, kw_only=True, tag="webhook.registered"):
+    """A webhook was registered; ``uid`` is its id (wh_...), ``tool`` is "webhooks". Only where it
+    points and whether it signs are on the stream: its full URL (paths and queries often hold a
+    token) and its secret stay in the webhooks bucket, which every subscriber cannot read."""
+
+    endpoint: Annotated[str, Meta(description="scheme://host[:port] of the webhook URL, nothing more")]
+    signed: Annotated[bool, Meta(description="deliveries carry signatures (a secret was given)")]
+    schema_version: Annotated[int, Meta(description="the version of this event type's schema")] = 1
+
+
+class WebhookRemoved(Event, frozen=True, kw_only=True, tag="webhook.removed"):
+    """A webhook was removed; ``uid`` is its id. What it was still owed is not sent."""
+
+    schema_version: Annotated[int, Meta(description="the version of this event type's schema")] = 1
+
+
+WEBHOOKS_TOOL = "webhooks"  # the subject's <tool> token of webhook registration events
+
+
 class SettingsChanged(Event, frozen=True, kw_only=True, tag="settings.changed"):
     """A tool's defaults were replaced; ``params`` is the full set submissions resolve against
     from now on. ``uid`` is the change's own id (settings are no task)."""
@@ -121,7 +142,7 @@ class SettingsChanged(Event, frozen=True, kw_only=True, tag="settings.changed"):
 
 
 AnyEvent = (TaskSubmitted | TaskStarted | TaskProgressed | StepCompleted | TaskFinished | WebhookAttempted
-            | SettingsChanged)
+            | WebhookRegistered | WebhookRemoved | SettingsChanged)
 
 TERMINAL_STATUSES = frozenset({"done", "error"})
 
@@ -170,13 +191,13 @@ SETTINGS_CHANGED: dict[str, type[SettingsChanged]] = {
 # Everything a subscriber can meet on the stream, one class per shape (for documents and tests).
 CONCRETE_EVENTS: tuple[type, ...] = (
     *SUBMITTED.values(), TaskStarted, TaskProgressed, StepCompleted, *FINISHED.values(), WebhookAttempted,
-    *SETTINGS_CHANGED.values(),
+    WebhookRegistered, WebhookRemoved, *SETTINGS_CHANGED.values(),
 )
 # The version of each event type this code writes and reads (older ones are upcast, newer skipped).
 SCHEMA_VERSIONS: dict[str, int] = {
     base.__struct_config__.tag: next(f.default for f in msgspec.structs.fields(base) if f.name == "schema_version")
     for base in (TaskSubmitted, TaskStarted, TaskProgressed, StepCompleted, TaskFinished, WebhookAttempted,
-                 SettingsChanged)
+                 WebhookRegistered, WebhookRemoved, SettingsChanged)
 }
 
 
@@ -189,6 +210,14 @@ def finished(tool: str, status: Literal["done", "error"], **fields: Any) -> Task
     """A ``TaskFinished`` of ``tool`` in ``status`` (an error's ``result_data`` defaults to empty)."""
     fields.setdefault("result_data", no_result(TOOLS[tool], status) if status == "error" else None)
     return FINISHED[(tool, status)](tool=tool, status=status, **fields)
+
+
+def webhook_registered(webhook_id: str, url: str, signed: bool) -> WebhookRegistered:
+    return WebhookRegistered(uid=webhook_id, tool=WEBHOOKS_TOOL, endpoint=endpoint_of(url), signed=signed)
+
+
+def webhook_removed(webhook_id: str) -> WebhookRemoved:
+    return WebhookRemoved(uid=webhook_id, tool=WEBHOOKS_TOOL)
 
 
 def settings_changed(tool: str, params: msgspec.Struct) -> SettingsChanged:
@@ -234,7 +263,7 @@ _DECODERS: dict[tuple[str, str, str], msgspec.json.Decoder] = {
     **{("task.finished", tool, status): msgspec.json.Decoder(cls) for (tool, status), cls in FINISHED.items()},
     **{("settings.changed", tool, ""): msgspec.json.Decoder(cls) for tool, cls in SETTINGS_CHANGED.items()},
     **{(cls.__struct_config__.tag, "", ""): msgspec.json.Decoder(cls)
-       for cls in (TaskStarted, TaskProgressed, StepCompleted, WebhookAttempted)},
+       for cls in (TaskStarted, TaskProgressed, StepCompleted, WebhookAttempted, WebhookRegistered, WebhookRemoved)},
 }
 # What a consumer skips (with a log line) instead of stopping on it.
 UNREADABLE = (UnknownEvent, msgspec.ValidationError, msgspec.DecodeError)
@@ -335,6 +364,8 @@ KIND_OF: dict[str, str] = {
     "task.step_completed": names.KIND_STEP_COMPLETED,
     "task.finished": names.KIND_FINISHED,
     "webhook.attempted": names.KIND_WEBHOOK_ATTEMPTED,
+    "webhook.registered": names.KIND_WEBHOOK_REGISTERED,
+    "webhook.removed": names.KIND_WEBHOOK_REMOVED,
     "settings.changed": names.KIND_SETTINGS_CHANGED,
 }
 
@@ -356,4 +387,8 @@ def message_id_of(event: AnyEvent) -> str:
             return f"{event.uid}.webhook.{event.webhook_id}.{event.attempt}"
         case SettingsChanged():
             return f"{event.uid}.settings"
+        case WebhookRegistered():
+            return f"{event.uid}.registered"
+        case WebhookRemoved():
+            return f"{event.uid}.removed"
     raise TypeError(f"not an event: {event!r}")

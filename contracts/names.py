@@ -14,6 +14,8 @@ KIND_PROGRESSED = "progressed"
 KIND_STEP_COMPLETED = "step_completed"
 KIND_FINISHED = "finished"
 KIND_WEBHOOK_ATTEMPTED = "webhook_attempted"
+KIND_WEBHOOK_REGISTERED = "webhook_registered"  # <tool> is "webhooks", <uid> the webhook's id
+KIND_WEBHOOK_REMOVED = "webhook_removed"
 KIND_SETTINGS_CHANGED = "settings_changed"  # <tool> is the tool whose defaults changed, <uid> the change's id
 
 TASK_VIEW_BUCKET = "aerovision-tasks"

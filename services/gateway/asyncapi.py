@@ -22,6 +22,9 @@ from contracts.events import (
     SCHEMA_VERSIONS,
     SETTINGS_CHANGED,
     SUBMITTED,
+    WEBHOOKS_TOOL,
+    WebhookRegistered,
+    WebhookRemoved,
 )
 from contracts.tools import TOOLS
 
@@ -185,10 +188,14 @@ _CHANNELS: list[tuple[str, str, str, str, dict[str, Parameter], tuple[type, ...]
     ("settingsChanges", f"{names.EVENT_PREFIX}.{names.KIND_SETTINGS_CHANGED}.{{tool}}.*", "One tool's settings changes",
      "When a tool's defaults changed and to what (the full params).", {"tool": _TOOL},
      tuple(SETTINGS_CHANGED.values())),
+    ("webhookRegistrations", f"{names.EVENT_PREFIX}.webhook_*.{WEBHOOKS_TOOL}.*", "Webhook registrations",
+     "When each webhook was registered (where to, whether it signs) and removed; never its secret or full URL.",
+     {}, (WebhookRegistered, WebhookRemoved)),
 ]
 
 _DESCRIPTION = """\
-AeroVision's event log: every fact about every task (and every change of a tool's defaults), as
+AeroVision's event log: every fact about every task (and every change of a tool's defaults or of
+the webhooks registered), as
 JSON on the JetStream stream `AEROVISION_EVENTS`, kept as the audit log. Each message is a
 CloudEvent in binary mode (`ce-*` headers); `type` and `schema_version` in the body say which
 message it is. Readers must ignore fields they do not know and skip types or versions they do

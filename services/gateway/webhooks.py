@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 
 from contracts import names
 from contracts.api import DeliveryOut, WebhookRecord
-from contracts.events import now_iso
+from contracts.events import now_iso, webhook_registered, webhook_removed
 from contracts.webhooks import (
     ATTEMPTS_PAGE_SIZE,
     OutboxEntry,
@@ -83,6 +83,9 @@ class WebhookStore:
         record = WebhookRecord(id=f"wh_{secrets.token_hex(8)}", url=url, secret=secret, created_at=now_iso())
         revision = await self._nats(lambda: self._kv.put(record.id, _encoder.encode(record)), "webhooks")
         self._hooks.remember(record.id, record, revision)
+        # On the log for auditors: when, and where to (never the secret, nor the URL's path).
+        registered = msgspec.structs.replace(webhook_registered(record.id, url, bool(secret)), occurred_at=record.created_at)
+        await nats_layout.publish_event(self._js, registered, deadline=self._patience)
         return record
 
     async def delete(self, webhook_id: str) -> bool:
@@ -91,6 +94,7 @@ class WebhookStore:
             return False
         await self._nats(lambda: self._kv.delete(webhook_id), "webhooks")
         self._hooks.forget(webhook_id)
+        await nats_layout.publish_event(self._js, webhook_removed(webhook_id), deadline=self._patience)
         return True
 
     # --- deliveries ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts import names
-from contracts.events import UNREADABLE, AnyEvent, SettingsChanged, decode_event
+from contracts.events import UNREADABLE, AnyEvent, SettingsChanged, WebhookRegistered, WebhookRemoved, decode_event
 from contracts.view import (
     INDEX_ALL,
     PROJECTION_FORMAT,
@@ -217,6 +217,8 @@ class Projector:
                 continue
             if isinstance(event, SettingsChanged):
                 changes.append((event, seq))
+            elif isinstance(event, (WebhookRegistered, WebhookRemoved)):
+                continue  # about a webhook, not a task: the webhooks bucket is written by the gateway
             else:
                 by_uid[event.uid].append((event, seq))
         await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")

@@ -316,3 +316,21 @@ def test_an_auditor_sees_when_each_default_changed_and_the_bucket_follows(stream
     report = json.loads(replayed.stdout)
     assert report["differences"] == [] and report["events"] > 0
     assert api.http.get(f"{api.base}/api/v1/settings/feature", timeout=10).json()["params"] == changes[-1]
+
+
+def test_webhook_registrations_are_on_the_log_without_their_secret_or_path(stream_system):
+    api = stream_system.api
+    url = "https://hooks.example.com:8443/in/t0ps3cret-path?token=abc"
+    created = api.http.post(f"{api.base}/api/v1/webhooks", json={"url": url, "secret": "s3cret-key"}, timeout=10)
+    assert created.status_code == 201, created.text
+    hook = created.json()["id"]
+    assert api.http.delete(f"{api.base}/api/v1/webhooks/{hook}", timeout=10).status_code == 204
+    assert api.http.delete(f"{api.base}/api/v1/webhooks/{hook}", timeout=10).status_code == 404  # once
+    out = stream_system.aerovision("events", "--since", "5m", "--data", str(stream_system.data)).stdout
+    mine = [e for e in _lines(out) if e["uid"] == hook]
+    assert [e["type"] for e in mine] == ["webhook.registered", "webhook.removed"]
+    assert mine[0]["endpoint"] == "https://hooks.example.com:8443" and mine[0]["signed"] is True
+    assert mine[0]["occurred_at"] == created.json()["created_at"] and {e["tool"] for e in mine} == {"webhooks"}
+    assert "s3cret" not in out.decode() and "t0ps3cret" not in out.decode() and "token=abc" not in out.decode()
+    # Not tasks: the projector leaves them alone, and a replay still rebuilds the views exactly.
+    assert api.http.get(f"{api.base}/api/v1/tasks/{hook}", timeout=10).status_code in (404, 422)
