@@ -38,7 +38,7 @@ from services.projector.apply import apply, index_entries
 from services.projector.defaults import DefaultsProjection, record_legacy
 from services.projector.index import TaskIndex
 from services.projector.settings import ProjectorSettings
-from services.projector.status_index import Move, StatusIndex
+from services.projector.status_index import FLUSH_INTERVAL, Move, StatusIndex
 from services.projector.switch import SwitchResult, copy_candidates, events_between, open_candidates, switch_request
 
 log = structlog.get_logger("projector")
@@ -78,6 +78,10 @@ class Projector:
         self._indexes: dict[str, TaskIndex] = {}
         self._status = StatusIndex(index_kv)
         self._next_seq = 0  # the stream sequence after the last event projected in order
+        # The newest delivered message, acknowledged (with all before it) once the status index
+        # holds its batch too: a crash before that redelivers the batch, and the flush is redone.
+        self._unacked: Msg | None = None
+        self._last_flush = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         js = self._nc.jetstream()
@@ -110,14 +114,20 @@ class Projector:
         control = await self._nc.subscribe(names.PROJECTOR_SWITCH_SUBJECT, cb=self._switches.put)
         log.info("projector_started", next_seq=self._next_seq)
         quiet_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 # Between batches the view is consistent: the moment to adopt a rebuilt one.
                 while not self._switches.empty():
+                    await self._flush()
                     await self._switch(self._switches.get_nowait())
+                due = self._flush_due()
                 try:
-                    first = await asyncio.wait_for(inbox.get(), timeout=1.0)
+                    first = await asyncio.wait_for(inbox.get(), timeout=1.0 if due is None else max(0.0, due - loop.time()))
                 except asyncio.TimeoutError:
+                    if due is not None:
+                        await self._flush()
+                        continue
                     now = asyncio.get_running_loop().time()
                     if now - quiet_since > 10.0:  # quiet: make sure the consumer still exists
                         quiet_since = now
@@ -127,10 +137,29 @@ class Projector:
                 while len(msgs) < self._settings.batch and not inbox.empty():
                     msgs.append(inbox.get_nowait())
                 await self._project_batch(msgs)
+                due = self._flush_due()
+                if due is not None and loop.time() >= due:
+                    await self._flush()
                 quiet_since = asyncio.get_running_loop().time()
+            await self._flush()
         finally:
             await control.unsubscribe()
             await sub.unsubscribe()
+
+    def _flush_due(self) -> float | None:
+        """When the status notes and the acknowledgement are next written (None: nothing waits).
+        Right away after a quiet spell, so an idle system's lists follow within milliseconds."""
+        if self._unacked is None and not self._status.pending:
+            return None
+        return self._last_flush + FLUSH_INTERVAL
+
+    async def _flush(self) -> None:
+        if self._status.pending:
+            await nats_layout.retrying(self._status.flush, deadline=3600, what="status index")
+        self._last_flush = asyncio.get_running_loop().time()
+        if self._unacked is not None:
+            msg, self._unacked = self._unacked, None
+            await msg.ack()
 
     async def apply_events(self, events: list[tuple[int, str, bytes]]) -> None:
         """Fold (stream sequence, subject, data) events, in stream order (a replay feeds them here)."""
@@ -201,7 +230,7 @@ class Projector:
             # unseen, so read the missing events from the stream itself first.
             events = await self._read_range(self._next_seq, first) + events
         await self._project_events(events)
-        await msgs[-1].ack()
+        self._unacked = msgs[-1]
 
     async def _project_events(self, events: list[tuple[int, str, bytes]]) -> None:
         """Fold (stream sequence, subject, data) events, in stream order, into views and index."""
@@ -222,6 +251,8 @@ class Projector:
             else:
                 by_uid[event.uid].append((event, seq))
         await nats_layout.retrying(lambda: self._project(by_uid), deadline=3600, what="projection")
+        if self._fresh:  # a replay: nothing to coalesce with, and no acknowledgement to hold back
+            await nats_layout.retrying(self._status.flush, deadline=3600, what="status index")
         if changes and self._defaults is not None:
             await nats_layout.retrying(lambda: self._defaults.apply(changes), deadline=3600, what="defaults")
         self._next_seq = max(self._next_seq, max(seq for seq, _, _ in events) + 1)
@@ -257,24 +288,23 @@ class Projector:
             appended = await self._index(name).append(sorted(entries))
             if name == INDEX_ALL:
                 positions.update(appended)
-        moves = []
         for uid, (view, rev, new, creation) in plans.items():
-            if new is None or new is view:
+            if new is None or new is view or creation is None:
                 continue
-            if creation is not None:
-                position = positions.get(uid)
-                if position is None:  # indexed by a batch that crashed before its views were written
-                    position = await self._index(INDEX_ALL).position_of(uid)
-                new = msgspec.structs.replace(new, position=-1 if position is None else position)
-                plans[uid] = (view, rev, new, creation)
-            before = view.status if view is not None else None
-            if new.position >= 0 and new.status != before:
-                moves.append(Move(new.position, new.tool, before, new.status))
-        await self._status.apply(moves)
+            position = positions.get(uid)
+            if position is None:  # indexed by a batch that crashed before its views were written
+                position = await self._index(INDEX_ALL).position_of(uid)
+            plans[uid] = (view, rev, msgspec.structs.replace(new, position=-1 if position is None else position), creation)
         if self._fresh:
             await self._write_fresh({uid: plan[2] for uid, plan in plans.items() if plan[2] is not plan[0]})
-            return
-        await asyncio.gather(*(self._write(uid, *plan[:3], by_uid[uid]) for uid, plan in plans.items()))
+        else:
+            await asyncio.gather(*(self._write(uid, *plan[:3], by_uid[uid]) for uid, plan in plans.items()))
+        # Then where each task of the batch is now, changed or not: a batch replayed after a crash
+        # that came between its views and its status flush finds its views written already.
+        for view, _, new, _ in plans.values():
+            now = new if new is not None else view
+            if now is not None and now.position >= 0:
+                self._status.note(Move(now.position, now.tool, now.status))
 
     async def _write_fresh(self, views: dict[str, TaskView | None]) -> None:
         """A replay's writes: it is the only writer of its fresh buckets, so no compare-and-swap

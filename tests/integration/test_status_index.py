@@ -36,15 +36,15 @@ async def test_pages_in_status_match_a_plain_model(kv):
     # Created in batches, then moved on in a shuffled order, as a busy system would.
     for start in range(0, count, 97):
         batch = range(start, min(count, start + 97))
-        await index.apply([Move(p, tools[p], None, "queued") for p in batch])
+        await index.apply([Move(p, tools[p], "queued") for p in batch])
         status.update({p: "queued" for p in batch})
     for p in rng.sample(range(count), count // 2):
-        await index.apply([Move(p, tools[p], "queued", "processing")])
+        await index.apply([Move(p, tools[p], "processing")])
         status[p] = "processing"
     moves = []
     for p in [p for p, s in status.items() if s == "processing"][: count // 3]:
         end = "done" if rng.random() < 0.8 else "error"
-        moves.append(Move(p, tools[p], "processing", end))
+        moves.append(Move(p, tools[p], end))
         status[p] = end
     await index.apply(moves)
     await index.apply(moves)  # a replayed batch changes nothing
@@ -67,7 +67,7 @@ async def test_pages_in_status_match_a_plain_model(kv):
 async def test_a_second_group_of_pages_is_walked_too(kv):
     far = STATUS_PAGE_BITS * STATUS_GROUP_PAGES + 7  # the first position of the second group, and then some
     index = StatusIndex(kv)
-    await index.apply([Move(3, "template", None, "done"), Move(far, "template", None, "done"), Move(far + 1, "template", None, "queued")])
+    await index.apply([Move(3, "template", "done"), Move(far, "template", "done"), Move(far + 1, "template", "queued")])
     get = _getter(kv)
     from contracts.view import members, status_bits_key, status_head_decoder, status_head_key
     head = status_head_decoder.decode(await get(status_head_key("all", "done")))
@@ -76,3 +76,37 @@ async def test_a_second_group_of_pages_is_walked_too(kv):
     assert members(await get(status_bits_key("all", "done", page)), page) == [far]
     # Without uids at those positions the page is empty, but the total is still exact.
     assert await page_in_status(get, 0, 10, "done", None) == (2, [])
+
+
+async def test_a_flush_cut_short_is_completed_by_replaying_it_and_a_replay_writes_nothing(kv):
+    from contracts.view import status_counts_key, status_head_key, tool_index
+    uids = [str(uuid.uuid4()) for _ in range(40)]
+    await TaskIndex(kv, "all").append([(i + 1, uid) for i, uid in enumerate(uids)])
+    index = StatusIndex(kv)
+    assert await index.apply([Move(p, "template", "queued") for p in range(40)]) is None
+    keys = [key(index_name, status) for index_name in ("all", tool_index("template")) for status in ("done", "error", "queued")
+            for key in (lambda i, s: status_counts_key(i, s, 0), status_head_key)]
+    before = {k: await _getter(kv)(k) for k in keys}
+    moves = [Move(p, "template", "done" if p % 3 else "error") for p in range(40)]
+    for move in moves:
+        index.note(move)
+    assert index.pending == 40 and await index.flush() > 0 and index.pending == 0
+    for move in moves:  # the same facts again (a redelivered batch): nothing to write
+        index.note(move)
+    assert await index.flush() == 0
+    # A crash after the pages were stored but before their counts and heads: the stale ones are
+    # what a restarted projector reads, and replaying the batch puts them right.
+    for k, value in before.items():
+        if value is None:
+            await kv.delete(k)
+        else:
+            await kv.put(k, value)
+    restarted = StatusIndex(kv)
+    for move in moves:
+        restarted.note(move)
+    assert await restarted.flush() == 12
+    get = _getter(kv)
+    expected_done = [uids[p] for p in range(39, -1, -1) if p % 3]
+    assert await page_in_status(get, 0, 100, "done", None) == (len(expected_done), expected_done)
+    assert await page_in_status(get, 0, 100, "queued", "template") == (0, [])
+    assert (await page_in_status(get, 0, 100, "error", "template"))[0] == 14
