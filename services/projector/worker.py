@@ -43,6 +43,9 @@ from services.projector.switch import SwitchResult, copy_candidates, events_betw
 
 log = structlog.get_logger("projector")
 
+# How long a stopping projector retries its last status flush before leaving it to its successor.
+STOP_FLUSH_DEADLINE = 5.0
+
 
 def consumer_config(start_seq: int = 0) -> js_api.ConsumerConfig:
     by_seq = start_seq > 0
@@ -141,7 +144,12 @@ class Projector:
                 if due is not None and loop.time() >= due:
                     await self._flush()
                 quiet_since = asyncio.get_running_loop().time()
-            await self._flush()
+            try:
+                await self._flush(deadline=STOP_FLUSH_DEADLINE)
+            except nats_layout.BROKER_UNAVAILABLE as exc:
+                # Stopping must not wait on a broker that is gone: the events stay unacknowledged,
+                # and the next projector projects them again (projection is idempotent).
+                log.warning("projector_final_flush_skipped", error=type(exc).__name__)
         finally:
             await control.unsubscribe()
             await sub.unsubscribe()
@@ -153,9 +161,9 @@ class Projector:
             return None
         return self._last_flush + FLUSH_INTERVAL
 
-    async def _flush(self) -> None:
+    async def _flush(self, deadline: float = 3600) -> None:
         if self._status.pending:
-            await nats_layout.retrying(self._status.flush, deadline=3600, what="status index")
+            await nats_layout.retrying(self._status.flush, deadline=deadline, what="status index")
         self._last_flush = asyncio.get_running_loop().time()
         if self._unacked is not None:
             msg, self._unacked = self._unacked, None

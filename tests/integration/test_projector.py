@@ -223,3 +223,31 @@ async def test_a_projection_in_an_older_layout_is_rebuilt_from_the_stream(privat
     assert [v.position for v in found] == [0, 1, 2]
     assert [v.status for v in found] == ["done", "queued", "queued"]
     assert (await index_now.get("format")).value == b"2"
+
+
+async def test_a_projector_stopping_while_nats_is_gone_leaves_its_last_flush_to_its_successor(private_nats):
+    """The last status flush at stop is retried for STOP_FLUSH_DEADLINE, not for an hour: the
+    events behind it stay unacknowledged and are projected again by the next projector."""
+    import time
+
+    from services.projector import worker
+    from services.projector.status_index import Move
+
+    server, client = private_nats
+    js = client.jetstream()
+    views = await nats_layout.open_kv(js, names.TASK_VIEW_BUCKET)
+    index_kv = await nats_layout.open_kv(js, names.TASK_INDEX_BUCKET)
+    projector = worker.Projector(client, views, index_kv, ProjectorSettings(nats_url=server.url))
+    projector._status.note(Move(position=1, tool="template", status="done"))
+    server.stop()
+    began = time.monotonic()
+    with pytest.raises(nats_layout.BROKER_UNAVAILABLE):
+        await projector._flush(deadline=worker.STOP_FLUSH_DEADLINE)
+    assert time.monotonic() - began < worker.STOP_FLUSH_DEADLINE + 3
+    assert projector._status.pending == 1  # nothing pretended written
+    server.start()  # the same port: the fixture's client reconnects and drains
+
+    async def reconnected():
+        return client.is_connected
+
+    await wait_until(reconnected, timeout=10, what="the client's reconnect")
