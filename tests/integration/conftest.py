@@ -27,8 +27,10 @@ async def private_nats(tmp_path):
         await nats_layout.declare_event_stream(client.jetstream())
         yield server, client
     finally:
-        await client.drain()
-        server.stop()
+        try:
+            await client.drain()
+        finally:  # a test that left the server down must not leave it running either
+            server.stop()
 
 
 @pytest.fixture
