@@ -28,6 +28,8 @@ _METHODS = {
 # float32 perfect match (0.99998) must pass threshold 1.0.
 _THRESHOLD_EPS = 5e-5
 _NMS_IOU = 0.3
+# Methods that subtract the template's mean: a single-colour template has nothing left to compare.
+_CENTRED = frozenset({"TM_CCOEFF_NORMED", "TM_CCOEFF"})
 _BOX_COLOUR = (0, 255, 0)
 
 
@@ -51,6 +53,11 @@ def _same_channels(image: np.ndarray, template: np.ndarray) -> tuple[np.ndarray,
     elif template_gray and not image_gray:
         template = cv2.cvtColor(template, cv2.COLOR_GRAY2BGR)
     return image, template
+
+
+def _single_colour(template: np.ndarray) -> bool:
+    flat = template.reshape(-1, 1 if template.ndim == 2 else template.shape[2])
+    return bool((flat.min(axis=0) == flat.max(axis=0)).all())
 
 
 def _drop_alpha(a: np.ndarray) -> np.ndarray:
@@ -136,6 +143,13 @@ def match_template(image: np.ndarray, template: np.ndarray, params: TemplatePara
     if th > ih or tw > iw:
         raise InputError(f"the template ({_size(template)}) is larger than the image ({_size(image)})")
     image, template = _same_channels(image, template)
+    if params.method in _CENTRED and _single_colour(template):
+        # OpenCV answers 1.0 (NORMED) or 0 everywhere: any "match" would be an arbitrary position.
+        raise InputError(
+            f"the template ({_size(template)}) is a single colour: {params.method} compares patterns "
+            "of light and dark, so every position would score the same; use TM_SQDIFF_NORMED to "
+            "find where that colour is"
+        )
     try:
         raw = cv2.matchTemplate(image, template, _METHODS[params.method])
     except cv2.error as exc:

@@ -147,13 +147,42 @@ def test_empty_input_is_an_input_error() -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_flat_image_gives_finite_scores_and_few_boxes(method: str) -> None:
     image = np.full((300, 400), 128, np.uint8)
-    matching = match_template(image, image[:20, :20].copy(), TemplateParams(method=method, threshold=0.1, max_results=50))
+    checker = (np.indices((20, 20)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    matching = match_template(image, checker, TemplateParams(method=method, threshold=0.1, max_results=50))
     result = matching.result
     assert np.isfinite(matching.scores).all()
     assert result.filtered_matches <= 50
     for i, a in enumerate(result.matches):
         for b in result.matches[i + 1 :]:
             assert _iou(a, b) <= 0.3
+
+
+@pytest.mark.parametrize("gray", [True, False])
+@pytest.mark.parametrize("method", ["TM_CCOEFF_NORMED", "TM_CCOEFF"])
+@pytest.mark.parametrize("shape", [(1, 1), (40, 60)])
+def test_a_single_colour_template_is_an_input_error_for_the_centred_methods(method, gray, shape) -> None:
+    # OpenCV gives TM_CCOEFF_NORMED 1.0 at every position for it: 20 "perfect" matches anywhere.
+    image, _ = _scene(gray)
+    template = np.full(shape if gray else (*shape, 3), 200, np.uint8)
+    with pytest.raises(InputError, match="single colour.*TM_SQDIFF_NORMED"):
+        match(image, template, TemplateParams(method=method))
+
+
+def test_a_single_colour_template_is_found_where_that_colour_is_by_sqdiff() -> None:
+    image, _ = _scene(gray=True)
+    image[100:140, 200:260] = 255
+    result = match(image, np.full((40, 60), 255, np.uint8), TemplateParams(method="TM_SQDIFF_NORMED", threshold=0.99))
+    assert (result.matches[0].x, result.matches[0].y) == (200, 100)
+    assert result.matches[0].score == 1.0
+
+
+def test_a_template_with_one_flat_channel_is_still_matched() -> None:
+    image, template = _scene(gray=False)
+    template[:, :, 0] = 0
+    for x, y in PASTES:
+        image[y : y + T, x : x + T] = template
+    result = match(image, template, TemplateParams(max_results=3))
+    assert sorted((m.x, m.y) for m in result.matches) == sorted(PASTES)
 
 
 def test_messi_crop_is_found_where_it_was_cut() -> None:
