@@ -20,6 +20,10 @@ def decode_image(data: bytes, *, grayscale: bool, name: str) -> np.ndarray:
         raise InputError(
             f"could not decode '{name}': the image is too large or the file is damaged"
         ) from exc
+    if image is None:
+        # OpenCV's 8-bit path refuses 32-bit samples (float TIFFs from scientific and industrial
+        # cameras); read them as they are and scale them to 8 bits here.
+        image = _decode_unusual_depth(data, grayscale)
     if image is None or image.size == 0:
         raise InputError(
             f"could not decode '{name}': not a PNG, JPEG, BMP or TIFF image, or the file is damaged"
@@ -28,6 +32,35 @@ def decode_image(data: bytes, *, grayscale: bool, name: str) -> np.ndarray:
     if image.dtype != np.uint8:
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     return image
+
+
+def _decode_unusual_depth(data: bytes, grayscale: bool) -> np.ndarray | None:
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if image is None or image.size == 0 or image.dtype == np.uint8:
+        return None  # the 8-bit path already refused it for a reason of its own
+    image = image.astype(np.float32, copy=False)
+    finite = np.isfinite(image)
+    if not finite.any():
+        return None
+    low, high = float(image[finite].min()), float(image[finite].max())
+    # Floats in 0..1 are intensities; anything else (counts, depths) is stretched to 0..255.
+    if image.dtype == np.float32 and low >= 0.0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    scale = 255.0 / (high - low) if high > low else 0.0
+    image = np.nan_to_num((image - low) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 1:
+        image = image.reshape(image.shape[:2])
+        return image if grayscale else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if channels not in (3, 4):
+        return None
+    if grayscale:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+    return image if channels == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
 
 
 # PNG's "up" filter alone instead of libpng's per-row trial of all five: ~40 % less encoding time

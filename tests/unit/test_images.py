@@ -76,3 +76,28 @@ def test_encode_png_is_lossless(compression: int) -> None:
     data = encode_png(image, compression)
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), image)
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+@pytest.mark.parametrize("scale", [1.0, 4000.0])
+def test_float_tiff_is_read_and_scaled_to_eight_bits(grayscale: bool, scale: float) -> None:
+    """OpenCV's 8-bit decode refuses 32-bit samples; intensities in 0..1 keep their values, other
+    ranges (counts, depths) are stretched to 0..255."""
+    original = cv2.imread(str(IMAGES / "messi5.jpg"), cv2.IMREAD_COLOR)
+    ok, data = cv2.imencode(".tiff", original.astype(np.float32) / 255 * scale)
+    assert ok
+    image = decode_image(data.tobytes(), grayscale=grayscale, name="image")
+    assert image.dtype == np.uint8 and image.shape[:2] == original.shape[:2]
+    assert image.ndim == (2 if grayscale else 3)
+    expected = cv2.cvtColor(original, cv2.COLOR_BGR2GRAY) if grayscale else original
+    if scale == 1.0:
+        assert np.abs(image.astype(int) - expected).max() <= 1
+    else:
+        assert np.corrcoef(image.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_float_tiff_of_nothing_but_nan_is_an_input_error() -> None:
+    ok, data = cv2.imencode(".tiff", np.full((20, 30), np.nan, np.float32))
+    assert ok
+    with pytest.raises(InputError, match="could not decode 'image'"):
+        decode_image(data.tobytes(), grayscale=True, name="image")
