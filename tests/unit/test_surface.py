@@ -105,6 +105,24 @@ def test_the_real_scan_without_normals_gives_the_same_pose(cache: DetectorCache)
     assert _error(result.pose, RS1_POSE) < 0.02
 
 
+@pytest.mark.parametrize("unit", [0.001, 1000.0], ids=["metres", "microns"])
+def test_the_real_pair_in_other_units_gives_the_same_pose_in_those_units(unit: float, cache: DetectorCache) -> None:
+    """Scanners write metres: the sample pair in metres (0.36 across) was never found, because
+    OpenCV's PPF has absolute thresholds. The matcher works in units where the model is 256..512
+    across and answers in the files' own."""
+    model, scan = read_ply(model_bytes()), read_ply(scan_bytes())
+    result = _match(write_ply(model.xyz * unit, model.normals), write_ply(scan.xyz * unit, scan.normals), cache).result
+    assert result.poses_found == 1 and result.pose is not None
+    pose = np.array(result.pose)
+    pose[:3, 3] /= unit
+    assert _error(pose.tolist(), RS1_POSE) < 0.02
+    assert result.model_diameter == pytest.approx(DIAMETER * unit, rel=1e-6)
+    assert result.icp_residual is not None and 0 < result.icp_residual < 0.01 * DIAMETER * unit
+    # The candidates are in file units too: the best one (before the final ICP) is near the pose.
+    best = np.array(result.candidates[0].pose)
+    assert np.linalg.norm(best[:3, 3] - np.array(result.pose)[:3, 3]) < 0.1 * DIAMETER * unit
+
+
 def test_a_model_without_normals_is_still_found(cache: DetectorCache) -> None:
     result = _match(write_ply(MODEL_XYZ), scan_bytes(), cache).result
     assert result.model_normals_estimated

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 import numpy as np
 
@@ -59,6 +61,20 @@ def checked_cloud(cloud: PointCloud, field: str, *, orientation: str) -> Cloud:
         )
     # PPF features are angles between normals: they must be unit length (the sample model's are not).
     return Cloud(xyz, normals / length[:, None], False, size)
+
+
+def working_scale(model_diameter: float) -> float:
+    """The power of two that brings the model's diameter to 256..512, where the matcher works.
+    OpenCV's PPF has absolute thresholds: the sample model in metres (0.36 across) was never found,
+    in millimetres it is. A power of two changes no digit of a float, so a model already in that
+    range is matched bit for bit as given."""
+    return 2.0 ** (8 - math.floor(math.log2(model_diameter)))
+
+
+def scaled(cloud: Cloud, factor: float) -> Cloud:
+    if factor == 1.0:
+        return cloud
+    return Cloud(cloud.xyz * factor, cloud.normals, cloud.normals_estimated, cloud.diameter * factor)
 
 
 def voxel_groups(xyz: np.ndarray, voxel: float) -> np.ndarray:

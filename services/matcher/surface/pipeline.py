@@ -19,7 +19,7 @@ from services.matcher.errors import InputError
 from services.matcher.images import encode_png
 from services.matcher.surface.cache import DetectorCache
 from services.matcher.surface.candidates import Candidates, PreparedScene, ppf_candidates, prepare_scene
-from services.matcher.surface.clouds import Cloud, checked_cloud
+from services.matcher.surface.clouds import Cloud, checked_cloud, scaled, working_scale
 from services.matcher.surface.detector import Trained, model_key, train
 from services.matcher.surface.geometry import rotate, transform
 from services.matcher.surface.refine import Subset, final_icp, model_subset, rank
@@ -31,8 +31,11 @@ SHOWN_CANDIDATES = 5
 
 
 class Loaded(msgspec.Struct, frozen=True):
+    """Both clouds in working units: the files' coordinates times ``scale`` (clouds.working_scale)."""
+
     model: Cloud
     scene: Cloud
+    scale: float = 1.0
 
 
 class Matching(msgspec.Struct, frozen=True):
@@ -60,7 +63,10 @@ def _read(data: bytes, field: str, orientation: str) -> Cloud:
 def load(model_bytes: bytes, scene_bytes: bytes) -> Loaded:
     """Read and check both files; normals are estimated where missing (model: outward; scene:
     towards the sensor at the origin)."""
-    return Loaded(model=_read(model_bytes, "model_file", "outward"), scene=_read(scene_bytes, "scene_file", "sensor"))
+    model = _read(model_bytes, "model_file", "outward")
+    scene = _read(scene_bytes, "scene_file", "sensor")
+    scale = working_scale(model.diameter)
+    return Loaded(model=scaled(model, scale), scene=scaled(scene, scale), scale=scale)
 
 
 def train_detector(model: Cloud, params: SurfaceParams, cache: DetectorCache) -> tuple[Trained, bool]:
@@ -83,7 +89,15 @@ def _residual(pose: np.ndarray, subset: Subset, scene: PreparedScene, radius: fl
     return float(np.sqrt(np.mean(near**2))) if len(near) else math.nan
 
 
-def _matrix(pose: np.ndarray) -> list[list[float]]:
+def _figure(value: float) -> float:
+    """Nine significant digits: files in metres have millimetre residuals, files in microns huge ones."""
+    return float(f"{value:.9g}")
+
+
+def _matrix(pose: np.ndarray, scale: float) -> list[list[float]]:
+    """The pose in the files' units (working units divided by ``scale``: only the translation)."""
+    pose = pose.copy()
+    pose[:3, 3] /= scale
     return [[float(v) for v in row] for row in pose]
 
 
@@ -101,19 +115,19 @@ def refine(matching: Matching, loaded: Loaded, params: SurfaceParams) -> Matched
             scores[0] = float(overlaps(best[None], subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius)[0])
     found = best is not None and scores[0] >= MIN_OVERLAP
     shown = [
-        SurfaceCandidate(pose=_matrix(ranked.poses[i]), votes=int(ranked.votes[i]), overlap=round(float(ranked.overlaps[i]), 4))
+        SurfaceCandidate(pose=_matrix(ranked.poses[i], loaded.scale), votes=int(ranked.votes[i]), overlap=round(float(ranked.overlaps[i]), 4))
         for i in range(min(SHOWN_CANDIDATES, len(ranked.poses)))
     ]
-    residual = _residual(best, subset, scene, radius) if found and best is not None else None
+    residual = _residual(best, subset, scene, radius) / loaded.scale if found and best is not None else None
     result = SurfaceResult(
-        pose=_matrix(best) if found and best is not None else None,
+        pose=_matrix(best, loaded.scale) if found and best is not None else None,
         num_model_points=len(loaded.model.xyz),
         num_scene_points=len(loaded.scene.xyz),
-        icp_residual=round(residual, 6) if residual is not None and math.isfinite(residual) else None,
+        icp_residual=_figure(residual) if residual is not None and math.isfinite(residual) else None,
         poses_found=int((scores >= MIN_OVERLAP).sum()),
         overlap=round(float(scores[0]), 4) if found else None,
         min_overlap=MIN_OVERLAP,
-        model_diameter=round(model.diameter, 6),
+        model_diameter=_figure(model.diameter / loaded.scale),
         model_normals_estimated=loaded.model.normals_estimated,
         scene_normals_estimated=loaded.scene.normals_estimated,
         candidates=shown,
@@ -135,6 +149,6 @@ def result_files(matched: Matched, loaded: Loaded) -> Iterator[tuple[str, bytes]
     posed = (transform(pose, model.xyz), rotate(pose, model.normals)) if pose is not None else (None, None)
     if matched.found and posed[0] is not None:
         note = f"model_file posed in scene_file by AeroVision surface matching, overlap {result.overlap:.4f}"
-        yield "posed_model.ply", write_ply(posed[0], posed[1], comment=note)
+        yield "posed_model.ply", write_ply(posed[0] / loaded.scale, posed[1], comment=note)
     picture = render_views(scene.xyz, scene.normals, *posed, model_diameter=model.diameter, caption=caption, found=matched.found)
     yield "pose.png", encode_png(picture)
