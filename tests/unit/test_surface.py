@@ -123,6 +123,42 @@ def test_the_real_pair_in_other_units_gives_the_same_pose_in_those_units(unit: f
     assert np.linalg.norm(best[:3, 3] - np.array(result.pose)[:3, 3]) < 0.1 * DIAMETER * unit
 
 
+# A scan in a frame other than its sensor's: a robot cell's, a CAD's, 10-20 m from the origin.
+ELSEWHERE = np.array([1e4, -3e3, 2e4])
+
+
+def test_the_real_scan_moved_into_another_frame_gives_the_same_pose(cache: DetectorCache) -> None:
+    """The overlap counts the model points a scan could see. With the sensor no longer at the
+    origin, facing the origin was the wrong half of the model: nothing was ever found."""
+    scan = read_ply(scan_bytes())
+    result = _match(model_bytes(), write_ply(scan.xyz + ELSEWHERE, scan.normals), cache).result
+    assert result.poses_found == 1 and result.overlap is not None and result.overlap > 0.7
+    pose = np.array(result.pose)
+    pose[:3, 3] -= ELSEWHERE
+    assert _error(pose.tolist(), RS1_POSE) < 0.02
+    assert result.candidates[1].overlap < 0.5
+
+
+@pytest.mark.parametrize("kind", ["partial", "absent", "all around"])
+def test_synthetic_scans_in_another_frame(kind: str, cache: DetectorCache) -> None:
+    if kind == "all around":  # a merged scan: every side of the model, no support plane
+        rng = np.random.default_rng(5)
+        truth = np.eye(4)
+        truth[:3, :3] = cv2.Rodrigues(rng.normal(size=3))[0]
+        truth[:3, 3] = rng.normal(size=3) * 100
+        xyz = MODEL_XYZ @ truth[:3, :3].T + truth[:3, 3] + rng.normal(size=MODEL_XYZ.shape) * 0.005 * DIAMETER
+        normals = MODEL_NORMALS @ truth[:3, :3].T
+    else:
+        scene = make_scene(3, partial=True, absent=kind == "absent")
+        xyz, normals, truth = scene.xyz, scene.normals, scene.pose.copy()
+    truth[:3, 3] += ELSEWHERE
+    result = _match(model_bytes(), write_ply(xyz + ELSEWHERE, normals), cache).result
+    if kind == "absent":
+        assert result.poses_found == 0 and all(c.overlap < MIN_OVERLAP for c in result.candidates)
+    else:
+        assert result.poses_found >= 1 and _error(result.pose, truth) < 0.1
+
+
 def test_a_model_without_normals_is_still_found(cache: DetectorCache) -> None:
     result = _match(write_ply(MODEL_XYZ), scan_bytes(), cache).result
     assert result.model_normals_estimated

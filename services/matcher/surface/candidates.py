@@ -17,7 +17,7 @@ from services.matcher.errors import InputError
 from services.matcher.surface.clouds import Cloud, drop_isolated, voxel_sample
 from services.matcher.surface.detector import Trained, as_opencv, opencv_frame
 from services.matcher.surface.neighbours import Neighbours
-from services.matcher.surface.verify import overlaps
+from services.matcher.surface.verify import overlaps, viewpoint
 
 # Finer detail than this share of the model's diameter changes no overlap at 2 % (measured), and a
 # 2-million-point scan shrinks to what the real scan has.
@@ -47,6 +47,7 @@ class PreparedScene(msgspec.Struct, frozen=True):
     xyz: np.ndarray
     normals: np.ndarray
     neighbours: Neighbours
+    view: np.ndarray | None  # verify.viewpoint: where the scan was seen from
 
 
 class Candidates(msgspec.Struct, frozen=True):
@@ -60,7 +61,7 @@ def prepare_scene(scene: Cloud, model_diameter: float) -> PreparedScene:
     and index the rest."""
     xyz, normals = voxel_sample(scene.xyz, scene.normals, WORKING_STEP * model_diameter)
     keep = drop_isolated(xyz, ISOLATED_RADIUS * model_diameter)
-    return PreparedScene(xyz[keep], normals[keep], Neighbours(xyz[keep]))
+    return PreparedScene(xyz[keep], normals[keep], Neighbours(xyz[keep]), viewpoint(xyz[keep], normals[keep]))
 
 
 def _reference_stride(points: int, mean_chain: float) -> int:
@@ -98,7 +99,7 @@ def ppf_candidates(trained: Trained, scene: PreparedScene, model: Cloud, relativ
     poses = np.stack([back @ np.asarray(r.pose, dtype=np.float64) @ trained.frame for r in results])
     votes = np.array([int(r.numVotes) for r in results], dtype=np.int64)
     coarse_xyz, coarse_normals = voxel_sample(model.xyz, model.normals, COARSE_MODEL_STEP * model.diameter)
-    score = overlaps(poses, coarse_xyz, coarse_normals, scene.neighbours, None, radius=COARSE_RADIUS * model.diameter)
+    score = overlaps(poses, coarse_xyz, coarse_normals, scene.neighbours, None, radius=COARSE_RADIUS * model.diameter, view=scene.view)
     # Ties (common at this radius) go to the higher vote: OpenCV's order.
     best = np.argsort(-score, kind="stable")[:TOP_CANDIDATES]
     return Candidates(poses[best], votes[best], score[best])

@@ -24,7 +24,7 @@ from services.matcher.surface.detector import Trained, model_key, train
 from services.matcher.surface.geometry import rotate, transform
 from services.matcher.surface.refine import Subset, final_icp, model_subset, rank
 from services.matcher.surface.render import render_views
-from services.matcher.surface.verify import MIN_OVERLAP, OVERLAP_RADIUS, overlaps
+from services.matcher.surface.verify import MIN_OVERLAP, OVERLAP_RADIUS, facing, overlaps
 
 # Candidates shown in the result.
 SHOWN_CANDIDATES = 5
@@ -83,8 +83,8 @@ def match(trained: Trained, loaded: Loaded, params: SurfaceParams) -> Matching:
 def _residual(pose: np.ndarray, subset: Subset, scene: PreparedScene, radius: float) -> float:
     """RMS distance from the posed model points that count in the overlap to their nearest scene points."""
     posed = transform(pose, subset.xyz)
-    facing = np.einsum("ij,ij->i", subset.normals @ pose[:3, :3].T, -posed) > 0
-    _, dist = scene.neighbours.nearest(posed[facing], 1)
+    seen = facing(subset.normals @ pose[:3, :3].T, posed, scene.view)
+    _, dist = scene.neighbours.nearest(posed[seen], 1)
     near = dist[:, 0][dist[:, 0] < radius]
     return float(np.sqrt(np.mean(near**2))) if len(near) else math.nan
 
@@ -112,7 +112,7 @@ def refine(matching: Matching, loaded: Loaded, params: SurfaceParams) -> Matched
     if best is not None and params.use_icp:
         best, kept = final_icp(best, scene, model, subset, iterations=params.icp_iterations, tolerance=params.icp_tolerance)
         if kept:
-            scores[0] = float(overlaps(best[None], subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius)[0])
+            scores[0] = float(overlaps(best[None], subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius, view=scene.view)[0])
     found = best is not None and scores[0] >= MIN_OVERLAP
     shown = [
         SurfaceCandidate(pose=_matrix(ranked.poses[i], loaded.scale), votes=int(ranked.votes[i]), overlap=round(float(ranked.overlaps[i]), 4))

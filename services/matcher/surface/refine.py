@@ -59,7 +59,7 @@ def rank(candidates: Candidates, scene: PreparedScene, model: Cloud, subset: Sub
         return Ranked(np.empty((0, 4, 4)), np.empty(0, np.int64), np.empty(0))
     radii = [r * model.diameter for r in SHORT_ICP_RADII]
     poses = refine_poses(candidates.poses, subset.xyz, subset.normals, scene.neighbours, scene.xyz, scene.normals, radii=radii)
-    score = overlaps(poses, subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=OVERLAP_RADIUS * model.diameter)
+    score = overlaps(poses, subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=OVERLAP_RADIUS * model.diameter, view=scene.view)
     order = np.argsort(-score, kind="stable")
     kept: list[int] = []
     for i in order:
@@ -88,5 +88,5 @@ def final_icp(pose: np.ndarray, scene: PreparedScene, model: Cloud, subset: Subs
     if mean_point_distance(refined, pose, subset.xyz) > MAX_FINAL_SHIFT * model.diameter:
         return pose, False
     radius = OVERLAP_RADIUS * model.diameter
-    before, after = overlaps(np.stack([pose, refined]), subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius)
+    before, after = overlaps(np.stack([pose, refined]), subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius, view=scene.view)
     return (refined, True) if after >= before else (pose, False)
