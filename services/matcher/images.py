@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -41,17 +43,22 @@ def _decode_unusual_depth(data: bytes, grayscale: bool) -> np.ndarray | None:
         return None
     if image is None or image.size == 0 or image.dtype == np.uint8:
         return None  # the 8-bit path already refused it for a reason of its own
+    floats = image.dtype.kind == "f"
+    # In place from here: a 25 Mpx colour float image is 300 MB a copy.
     image = image.astype(np.float32, copy=False)
     finite = np.isfinite(image)
-    if not finite.any():
+    low = float(np.min(image, where=finite, initial=np.inf))
+    high = float(np.max(image, where=finite, initial=-np.inf))
+    del finite
+    if not math.isfinite(low):
         return None
-    low, high = float(image[finite].min()), float(image[finite].max())
     # Floats in 0..1 are intensities; anything else (counts, depths) is stretched to 0..255.
-    if image.dtype == np.float32 and low >= 0.0 and high <= 1.0:
+    if floats and low >= 0.0 and high <= 1.0:
         low, high = 0.0, 1.0
-    scale = 255.0 / (high - low) if high > low else 0.0
-    image = np.nan_to_num((image - low) * scale, nan=0.0, posinf=255.0, neginf=0.0)
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    image -= low
+    image *= 255.0 / (high - low) if high > low else 0.0
+    np.nan_to_num(image, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+    image = np.clip(image, 0, 255, out=image).astype(np.uint8)
     channels = 1 if image.ndim == 2 else image.shape[2]
     if channels == 1:
         image = image.reshape(image.shape[:2])
