@@ -24,8 +24,6 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.submissions import Upload, validate_submission
 
 log = structlog.get_logger("gateway")
-# Tools the registry describes whose runner has not landed in the matcher yet (none today).
-NOT_YET: frozenset[str] = frozenset()
 
 
 async def _form_parts(request: Request) -> list[FormPart]:
@@ -64,7 +62,7 @@ async def submit(tool: Tool, request: Request, backend: Backend, settings: Gatew
                 else:
                     uploads[part.name] = part.value
             accepted = validate_submission(tool, fields, uploads, backend.tool_settings,
-                                           max_pixels=settings.max_image_pixels, unavailable=NOT_YET)
+                                           max_pixels=settings.max_image_pixels)
             data = await backend.submit(tool.name, accepted.params, accepted.files, accepted.images)
     except BudgetExhausted:
         raise HTTPException(status_code=429, detail="The server is busy with other uploads; retry in a few seconds",
@@ -88,9 +86,7 @@ def _route(tool: Tool) -> HTTPRouteHandler:
 
 @post("/api/v1/match/{tool:str}", include_in_schema=False)
 async def submit_other(tool: str) -> Response:
-    if tool in NOT_YET:
-        raise NotFoundException(detail=f"The '{tool}' tool is not available on this server yet")
     raise NotFoundException(detail=f"Unknown tool '{tool}'")
 
 
-SUBMISSION_HANDLERS = [*(_route(tool) for name, tool in TOOLS.items() if name not in NOT_YET), submit_other]
+SUBMISSION_HANDLERS = [*(_route(tool) for tool in TOOLS.values()), submit_other]

@@ -87,7 +87,7 @@ def _name_for(upload: Upload, info: ImageInfo | None, kind: FileKind) -> str:
     return name
 
 
-def _steps(raw: Any, defaults: Defaults, unavailable: frozenset[str]) -> tuple[ChainParams | None, list[ErrorItem]]:
+def _steps(raw: Any, defaults: Defaults) -> tuple[ChainParams | None, list[ErrorItem]]:
     """A chain's ``steps`` field (a JSON array of {"tool", "params"}), each step validated like
     its tool's own form fields, with the step's index in ``loc``."""
     loc = ("body", "steps")
@@ -117,9 +117,8 @@ def _steps(raw: Any, defaults: Defaults, unavailable: frozenset[str]) -> tuple[C
         if name is None:
             errors.append(ErrorItem("missing", [*at, "tool"], "Field required", None))
             continue
-        if not isinstance(name, str) or name not in STEP_SPECS or name in unavailable:
-            usable = [n for n in STEP_SPECS if n not in unavailable]
-            errors.append(ErrorItem("enum", [*at, "tool"], f"Input should be {choices(usable)}", name))
+        if not isinstance(name, str) or name not in STEP_SPECS:
+            errors.append(ErrorItem("enum", [*at, "tool"], f"Input should be {choices(list(STEP_SPECS))}", name))
             continue
         given = step.get("params", {})
         if not isinstance(given, dict):
@@ -134,10 +133,9 @@ def _steps(raw: Any, defaults: Defaults, unavailable: frozenset[str]) -> tuple[C
     return ChainParams(steps=specs), []
 
 
-def _params(tool: Tool, fields: Mapping[str, Any], defaults: Defaults,
-            unavailable: frozenset[str]) -> tuple[msgspec.Struct | None, list[ErrorItem]]:
+def _params(tool: Tool, fields: Mapping[str, Any], defaults: Defaults) -> tuple[msgspec.Struct | None, list[ErrorItem]]:
     if tool.params is ChainParams:
-        chain, errors = _steps(fields.get("steps"), defaults, unavailable)
+        chain, errors = _steps(fields.get("steps"), defaults)
         if chain is not None and file_kind(tool, chain) is None:
             kinds = ", ".join(f"step {i} ({t.name}) takes {t.files[0].kind.replace('_', ' ')}s"
                               for i, t in enumerate(step_tools(chain), start=1))
@@ -154,10 +152,9 @@ def validate_submission(
     defaults: Defaults,
     *,
     max_pixels: int,
-    unavailable: frozenset[str] = frozenset(),
 ) -> Accepted:
     """The resolved params and safe file names, or ``InvalidRequest`` with every error found."""
-    params, errors = _params(tool, fields, defaults, unavailable)
+    params, errors = _params(tool, fields, defaults)
     kind: FileKind = (file_kind(tool, params) if params is not None else None) or tool.files[0].kind
     checked: list[Upload] = []
     infos: dict[str, ImageInfo] = {}
