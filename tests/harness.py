@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
 
+def holds_for(check: Callable[[], Any], duration: float, what: str, interval: float = 0.1) -> None:
+    """Assert that ``check()`` stays true for ``duration`` seconds (polled)."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        assert check(), what
+        time.sleep(interval)
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 from contracts.tools import TOOLS
 from infra.ply import write_ply
-from tests.harness import DATA
+from tests.harness import DATA, wait_for
 from tests.images import encode, scene_with_pastes, textured_template
 from tests.surface_scenes import load_model, make_scene, model_bytes
 
@@ -40,13 +39,11 @@ def client_package(system, tmp_path_factory):
 
 
 def _wait(read_task, client, uid: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while True:
+    def ended():
         task = read_task.sync(client=client, uid=uid)
-        if task.status in ("done", "error"):
-            return task
-        assert time.monotonic() < deadline, f"task {uid} still {task.status}"
-        time.sleep(0.1)
+        return task if task.status in ("done", "error") else None
+
+    return wait_for(ended, timeout=timeout, interval=0.1, what=f"task {uid} to end")
 
 
 def test_a_generated_client_submits_every_tool_and_reads_typed_results(system, client_package):

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import textwrap
-import time
 
 import pytest
 import requests
@@ -58,14 +57,7 @@ def test_python_requests_example(api, files):
     task = resp.json()
     assert resp.status_code == 201
     assert task["params"] == {"method": "TM_CCOEFF_NORMED", "threshold": 0.8, "max_results": 20, "use_grayscale": True}
-    deadline = time.monotonic() + 60
-    while True:
-        r = requests.get(f"{api.base}/api/v1/tasks/{task['uid']}")
-        status = r.json()
-        if status["status"] in ("done", "error"):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)  # the example sleeps 1 s; same loop, shorter wait
+    status = api.wait_done(task["uid"])  # the example's loop: poll until done or error
     assert status["status"] == "done"
     assert status["result_data"]["matches_found"] == 3
     assert [m["score"] >= 0.8 for m in status["result_data"]["matches"]] == [True] * 3

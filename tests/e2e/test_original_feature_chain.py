@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import textwrap
-import time
 
 import cv2
 import pytest
@@ -93,14 +92,7 @@ def test_feature_python_example(api, files):
     }
     resp = requests.post(f"{base}/api/v1/match/feature", files=files_, data=data)
     task = resp.json()
-    deadline = time.monotonic() + 60
-    while True:
-        r = requests.get(f"{base}/api/v1/tasks/{task['uid']}")
-        status = r.json()
-        if status["status"] in ("done", "error"):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)  # the example sleeps 1 s; same loop, shorter wait
+    status = api.wait_done(task["uid"])  # the example's loop: poll until done or error
     assert resp.status_code == 201 and task["params"] == FEATURE_DEFAULTS
     _found_box(status)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
 import time
@@ -106,11 +107,12 @@ def test_a_trickled_body_is_cut_off(gateway):
                 except (BrokenPipeError, ConnectionResetError):
                     break
                 next_byte += 2.0
+            # Wait for the server's answer until the next byte is due.
+            readable, _, _ = select.select([sock], [], [], max(0.0, next_byte - time.monotonic()))
+            if not readable:
+                continue
             try:
                 data = sock.recv(4096)
-            except BlockingIOError:
-                time.sleep(0.05)
-                continue
             except ConnectionResetError:
                 break
             received += data

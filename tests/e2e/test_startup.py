@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from aerovision import claims, natsserver
-from tests.harness import ROOT, Api, Service, free_port, service_env, start_up, wait_for
+from tests.harness import ROOT, Api, Service, free_port, holds_for, service_env, start_up, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -55,14 +55,6 @@ def listening_on(port: int) -> set[str]:
 
 
 LOOPBACK_V4 = "0100007F"  # 127.0.0.1 in /proc/net/tcp
-
-
-def holds_for(check, duration: float, what: str) -> None:
-    """Assert that ``check()`` stays true for ``duration`` seconds (polled)."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        assert check(), what
-        time.sleep(0.1)
 
 
 def run_aerovision(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

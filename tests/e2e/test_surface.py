@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -90,14 +89,7 @@ def test_surface_python_example(api, files, scene):
     }
     resp = requests.post(f"{api.base}/api/v1/match/surface", files=files_, data=data)
     task = resp.json()
-    deadline = time.monotonic() + 120
-    while True:
-        r = requests.get(f"{api.base}/api/v1/tasks/{task['uid']}")
-        result = r.json()
-        if result["status"] in ("done", "error"):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    api.wait_done(task["uid"], timeout=120)
     assert resp.status_code == 201 and task["params"]["relative_sampling_step"] == 0.025
     _found(api, task["uid"], scene)
 

@@ -113,7 +113,10 @@ async def test_the_notifier_skips_unknown_and_newer_events_and_goes_on(private_n
     with capture_logs() as logs:
         runner = asyncio.create_task(serve_notifier(NotifierSettings(nats_url=server.url), stop))
         try:
-            await wait_until(lambda: asyncio.sleep(0, len(receiver.bodies) >= 2), what="two notifications")
+            async def two_notifications() -> bool:
+                return len(receiver.bodies) >= 2
+
+            await wait_until(two_notifications, what="two notifications")
             # Every finished event was handled: none waits for a redelivery.
             info = await wait_until(lambda: _settled(js), what="the notifier's consumer to settle")
         finally:

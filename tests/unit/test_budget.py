@@ -12,18 +12,20 @@ from services.gateway.budget import BodyBudget, BudgetExhausted
 async def test_bodies_beyond_the_budget_wait_for_room() -> None:
     budget = BodyBudget(100)
     order: list[str] = []
-    release = asyncio.Event()
+    release, first_in = asyncio.Event(), asyncio.Event()
 
     async def hold(name: str, size: int) -> None:
         async with budget.reserve(size, wait=5):
             order.append(f"{name} in ({budget.in_use})")
+            first_in.set()
             await release.wait()
         order.append(f"{name} out")
 
     first = asyncio.create_task(hold("a", 60))
-    await asyncio.sleep(0)
+    await first_in.wait()
     second = asyncio.create_task(hold("b", 60))
-    await asyncio.sleep(0.05)
+    with pytest.raises(asyncio.TimeoutError):  # b waits for room while a holds it
+        await asyncio.wait_for(asyncio.shield(second), 0.05)
     assert order == ["a in (60)"] and budget.in_use == 60
     release.set()
     await asyncio.gather(first, second)

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,8 @@ def segfault(_: object) -> None:
     os.kill(os.getpid(), signal.SIGSEGV)  # what a crash inside OpenCV looks like to the parent
 
 
-def hang(seconds: float) -> None:
-    time.sleep(seconds)
+def hang(_: object) -> None:
+    threading.Event().wait()  # for ever: only the pool's deadline ends it
 
 
 def fail(_: object) -> None:
@@ -124,7 +124,7 @@ async def test_a_stop_signal_to_the_whole_group_leaves_workers_running():
 
 
 _FRESH = """
-import asyncio, os, signal, sys
+import asyncio, os, signal, sys, time
 from services.matcher.pool import WorkerPool
 
 async def main():
@@ -133,7 +133,10 @@ async def main():
     # At once, while every worker is still starting up, as a stop of the process group would.
     for worker in pool._all:
         os.kill(worker.process.pid, signal.SIGTERM)
-    await asyncio.sleep(3)
+    # Any that dies of it exits within 3 s; the rest are alive then.
+    deadline = time.monotonic() + 3
+    for worker in pool._all:
+        await asyncio.to_thread(worker.process.join, max(0.0, deadline - time.monotonic()))
     alive = [w.process.is_alive() for w in pool._all]
     await pool.close()
     print(alive)

@@ -41,8 +41,8 @@ async def test_a_held_read_wakes_on_a_newer_view():
     cache.put("a", b'{"status":"queued"}', 1)
     assert cache.lookup("a") == (b'{"status":"queued"}', False)
     waiter = asyncio.create_task(cache.wait_for_change("a", 5.0))
-    await asyncio.sleep(0)
-    cache.put("a", b'{"status":"done"}', 2)
+    # Runs after the waiter's first step (callbacks run in the order they were scheduled).
+    asyncio.get_running_loop().call_soon(cache.put, "a", b'{"status":"done"}', 2)
     await asyncio.wait_for(waiter, 1.0)
     assert cache.lookup("a") == (b'{"status":"done"}', True)
     await cache.wait_for_change("a", 0.01)  # nothing changes: returns after the timeout
