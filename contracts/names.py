@@ -22,7 +22,13 @@ TASK_VIEW_BUCKET = "aerovision-tasks"
 TASK_INDEX_BUCKET = "aerovision-task-index"
 SETTINGS_BUCKET = "aerovision-settings"
 WEBHOOKS_BUCKET = "aerovision-webhooks"
+# Webhooks: the state of each (task, webhook) delivery (the notifier's, kept: a redelivered or
+# replayed event finds it and sends nothing twice); the outbox, one key per delivery still owed
+# (the notifier's schedule, and where the gateway asks for a resend); and the attempts, per
+# webhook, in pages (the notifier's projection of webhook.attempted events, read by the gateway).
 DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
+WEBHOOK_OUTBOX_BUCKET = "aerovision-webhook-outbox"
+WEBHOOK_ATTEMPTS_BUCKET = "aerovision-webhook-attempts"
 FILES_BUCKET = "aerovision-files"
 
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
@@ -37,6 +43,7 @@ LEGACY_PROJECTOR_CONSUMERS = ("projector",)
 PROJECTOR_SWITCH_SUBJECT = "aerovision.internal.projector-switch"
 REPLAY_SUFFIX = "-replay"  # the rebuilt view's buckets: aerovision-tasks-replay, ...
 NOTIFIER_CONSUMER = "notifier"
+NOTIFIER_ATTEMPTS_CONSUMER = "notifier-attempts"
 
 
 def event_subject(kind: str, tool: str, uid: str) -> str:
@@ -57,15 +64,6 @@ def tool_filter(kind: str, tool: str) -> str:
 def task_filter(uid: str) -> str:
     """Subject filter matching every event of one task."""
     return f"{EVENT_PREFIX}.*.*.{uid}"
-# Webhooks: the state of each (task, webhook) delivery (the notifier's, kept: a redelivered or
-# replayed event finds it and sends nothing twice); the outbox, one key per delivery still owed
-# (the notifier's schedule, and where the gateway asks for a resend); and the attempts, per
-# webhook, in pages (the notifier's projection of webhook.attempted events, read by the gateway).
-DELIVERIES_BUCKET = "aerovision-webhook-deliveries"
-WEBHOOK_OUTBOX_BUCKET = "aerovision-webhook-outbox"
-WEBHOOK_ATTEMPTS_BUCKET = "aerovision-webhook-attempts"
-NOTIFIER_ATTEMPTS_CONSUMER = "notifier-attempts"
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 
 # Where a task's files live in the file store, and under which paths clients download them.

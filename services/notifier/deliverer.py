@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts import names
-from contracts.events import TaskFinished, WebhookAttempted, endpoint_of, now_iso
+from contracts.events import TaskFinished, WebhookAttempted, decode_event, endpoint_of, now_iso
 from contracts.webhooks import OutboxEntry
 from infra import nats_layout
 from services.notifier import http_attempt
@@ -33,7 +33,6 @@ log = structlog.get_logger("notifier")
 # The receiver has answered: its record waits out a broker outage this long rather than give up
 # (giving up would make the next try a second POST of an attempt that may have succeeded).
 RECORD_PATIENCE = 300.0
-_finished = msgspec.json.Decoder(TaskFinished)
 
 
 class Removed(msgspec.Struct, frozen=True):
@@ -79,7 +78,9 @@ class Payloads:
                 names.EVENT_STREAM, seq=1, subject=subject, next=True, direct=True), what="finished event")
         except NotFoundError:
             return None
-        return self.remember(_finished.decode(msg.data))
+        # Through decode_event, as every consumer reads events: versions and upcasting included.
+        event = decode_event(msg.data)
+        return self.remember(event) if isinstance(event, TaskFinished) else None
 
 
 class Deliverer:

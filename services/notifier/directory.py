@@ -30,6 +30,11 @@ class WebhookDirectory:
     async def start(self) -> None:
         await self._mirror.start()
 
+    async def on_reconnect(self) -> None:
+        """A fresh watcher, as the gateway's mirror gets: a watcher can stay silent ~17 s after a
+        reconnect, and a webhook registered meanwhile would not be owed the tasks ending then."""
+        await self._mirror.restart()
+
     def __len__(self) -> int:
         return len(self._mirror.values)
 

@@ -72,8 +72,10 @@ class FanOut:
 
     async def fan_out(self, event: TaskFinished) -> int:
         """Record a delivery to each webhook registered before the task ended; how many are new."""
-        self._payloads.remember(event)
         hooks = self._directory.registered_before(event.occurred_at)
+        if not hooks:
+            return 0
+        self._payloads.remember(event)  # serialised once for all its webhooks, and only if one is owed
         owed = await asyncio.gather(*(self._owe(event, hook.id, time.time()) for hook in hooks))
         return sum(owed)
 

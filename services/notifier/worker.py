@@ -28,7 +28,8 @@ STOP_GRACE = 3.0
 
 async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
     """Run the notifier until ``stop``; attempts in flight then get a few seconds to finish."""
-    async with nats_layout.session(settings.nats_url, "aerovision-notifier", stop) as nc:
+    reconnect_hooks: list = []
+    async with nats_layout.session(settings.nats_url, "aerovision-notifier", stop, on_reconnect=reconnect_hooks) as nc:
         js = nc.jetstream()
         await nats_layout.declare_event_stream(js, settings.replicas)
         webhooks = await nats_layout.open_kv(js, names.WEBHOOKS_BUCKET, settings.replicas)
@@ -38,6 +39,7 @@ async def serve(settings: NotifierSettings, stop: asyncio.Event) -> None:
             await nats_layout.open_kv(js, names.WEBHOOK_ATTEMPTS_BUCKET, settings.replicas))
         directory = WebhookDirectory(webhooks)
         await directory.start()
+        reconnect_hooks.append(directory.on_reconnect)
         payloads = Payloads(js)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(directory.stop)

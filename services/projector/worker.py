@@ -267,17 +267,7 @@ class Projector:
         log.debug("batch_projected", events=len(events), tasks=len(by_uid))
 
     async def _read_range(self, start: int, end: int) -> list[tuple[int, str, bytes]]:
-        found: list[tuple[int, str, bytes]] = []
-        while start < end:
-            msgs = await nats_layout.retrying(lambda s=start: nats_layout.direct_get_batch(
-                self._nc, names.EVENT_STREAM, names.EVENT_SUBJECTS, min(256, end - s), start_seq=s), what="gap")
-            if not msgs:
-                break
-            for m in msgs:
-                seq = int(m.headers["Nats-Sequence"])
-                if seq < end:
-                    found.append((seq, m.headers.get("Nats-Subject", ""), m.data))
-            start = int(msgs[-1].headers["Nats-Sequence"]) + 1
+        found = [event async for chunk in events_between(self._nc, start, end - 1, chunk=256) for event in chunk]
         log.warning("events_recovered", first=found[0][0] if found else None, count=len(found))
         return found
 
