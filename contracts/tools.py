@@ -158,6 +158,9 @@ CHAIN = Tool(
     progress=ChainProgress,
     has_settings=False,
     in_chains=False,
+    # Every chain in the slow lane: the consumer that fetches a task is the lane that runs it, so a
+    # chain waiting for a surface worker never holds a slot of the fast lane's consumer.
+    lane="slow",
 )
 
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (*_STEP_TOOLS, CHAIN)}
@@ -182,11 +185,6 @@ def file_kind(tool: Tool, params: msgspec.Struct) -> FileKind | None:
     return tool.files[0].kind
 
 
-def lane_of(tool: Tool, params: msgspec.Struct) -> Lane:
-    """A chain runs in the slow lane if any of its steps does."""
-    if isinstance(params, ChainParams):
-        return "slow" if any(t.lane == "slow" for t in step_tools(params)) else "fast"
-    return tool.lane
 
 
 def result_type(tool: Tool, status: str) -> type[msgspec.Struct]:

@@ -12,7 +12,7 @@ class MatcherSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     replicas: int = 1
     workers: int = 0  # worker processes of the fast lane; 0 = one per core
-    # The slow lane (surface matching, chains with surface steps): its own processes, at a lower
+    # The slow lane (surface matching and chains): its own processes, at a lower
     # CPU priority, so seconds-long jobs never hold up the fast lane (docs/architecture.md).
     slow_workers: int = 1  # from the environment: half the cores, at least one
     slow_nice: int = 10

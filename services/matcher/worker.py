@@ -32,7 +32,7 @@ from contracts.events import (
     decode_event,
     finished,
 )
-from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult, Lane, lane_of
+from contracts.tools import MAX_CHAIN_STEPS, TOOLS, ChainParams, ChainProgress, ChainResult, Lane
 from infra import nats_layout
 from infra.objects import FileStore
 from infra.spool import LocalSpool
@@ -54,8 +54,8 @@ _advisory = msgspec.json.Decoder(_MaxDeliveries)
 
 
 def consumer_config(settings: MatcherSettings, lane: Lane = "fast") -> js_api.ConsumerConfig:
-    """The durable consumer of one lane: the submissions of the tools the registry puts in it
-    (a chain goes by its own lane; one with slow steps then runs in the slow pool)."""
+    """The durable consumer of one lane: the submissions of the tools the registry puts in it,
+    run by that lane's pool."""
     tools = [name for name, tool in TOOLS.items() if tool.lane == lane]
     return js_api.ConsumerConfig(
         durable_name=names.MATCHER_CONSUMERS[lane],
@@ -150,7 +150,7 @@ class Matcher:
         await nats_layout.publish_event(self._js, event, deadline=60)
 
     async def run(self, stop: asyncio.Event) -> None:
-        lanes: list[Lane] = ["fast", "slow"]
+        lanes: list[Lane] = list(self._pools)
         subscriptions = []
         for lane in lanes:
             await nats_layout.declare_consumer(self._js, consumer_config(self._settings, lane))
@@ -249,7 +249,7 @@ class Matcher:
         handover = _Handover(self, event, attempt, announced)
         try:
             outcome: JobOutcome = await self._with_heartbeat(
-                msg, self._pools[lane_of(TOOLS[event.tool], event.params)].run(
+                msg, self._pools[TOOLS[event.tool].lane].run(
                     job_steps, job, settings.task_timeout, on_part=handover.add))
         except (WorkerCrashed, JobTimedOut) as exc:
             await handover.settle()
