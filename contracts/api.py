@@ -26,11 +26,6 @@ class ErrorBody(msgspec.Struct):
     detail: str
 
 
-class ToolSettings(msgspec.Struct):
-    tool: str
-    params: dict[str, Any]
-
-
 # Registration limits (docs/limits.md): long enough for any real endpoint or secret, short enough
 # that a registration is one small KV record and every event that names the URL stays small.
 WEBHOOK_URL_MAX_LENGTH = 2048
@@ -151,15 +146,18 @@ SETTINGS_SHAPES: dict[str, type[msgspec.Struct]] = {tool: _settings_shape(tool) 
 globals().update({cls.__name__: cls for cls in SETTINGS_SHAPES.values()})
 
 
+LastEventId = Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="resume after this event id (0: from the first)")]
+
+
 class EventStreamQuery(msgspec.Struct, kw_only=True):
     """``GET /api/v1/events/stream``'s query string (``Last-Event-ID`` may also come as a header)."""
 
     task: Annotated[str | None, Meta(description="only this task's events (its uid)")] = None
     type: Annotated[str | None, Meta(description="only events of this type, e.g. task.finished")] = None
-    last_event_id: Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="resume after this event id (0: from the first)")] = None
+    last_event_id: LastEventId = None
 
 
 class ResumeQuery(msgspec.Struct, kw_only=True):
     """Where an event stream resumes (``Last-Event-ID`` may also come as a header)."""
 
-    last_event_id: Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="resume after this event id (0: from the first)")] = None
+    last_event_id: LastEventId = None

@@ -101,18 +101,20 @@ def queued_view(event: TaskSubmitted, seq: int = 0) -> TaskView:
     )
 
 
-class _ViewEnvelope(msgspec.Struct):
+class ViewEnvelope(msgspec.Struct):
+    """What every task view starts with: enough to pick its class, or to ask if it has ended."""
+
     tool: str
     status: str
 
 
-_view_envelope = msgspec.json.Decoder(_ViewEnvelope)
+view_envelope = msgspec.json.Decoder(ViewEnvelope)
 _view_decoders = {key: msgspec.json.Decoder(cls) for key, cls in VIEWS.items()}
 
 
 def decode_view(data: bytes) -> TaskView:
     """A stored view into its concrete class (``msgspec.ValidationError`` if it is not one)."""
-    envelope = _view_envelope.decode(data)
+    envelope = view_envelope.decode(data)
     decoder = _view_decoders.get((envelope.tool, envelope.status))
     if decoder is None:
         raise msgspec.ValidationError(f"no task view of tool {envelope.tool!r} in status {envelope.status!r}")

@@ -61,10 +61,14 @@ class RouteDoc:
     files: bool = False  # it answers a stored file (binary), not JSON
     events: bool = False  # it answers a stream of Server-Sent Events
     description: str | None = None
+    answer: Any = None  # the answer's type, for handlers made per tool (else their ``-> Response[T]``)
 
 
 def _answer_type(handler: HTTPRouteHandler) -> Any:
-    """T of the handler's ``-> Response[T]`` (None for a bare Response or None)."""
+    """The RouteDoc's ``answer``, or T of the handler's ``-> Response[T]`` (None for a bare Response or None)."""
+    doc = handler.opt.get("doc")
+    if doc is not None and doc.answer is not None:
+        return doc.answer
     hint = typing.get_type_hints(handler.fn, include_extras=True).get("return")
     if typing.get_origin(hint) is Response:
         (inner,) = typing.get_args(hint)

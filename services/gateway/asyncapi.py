@@ -8,7 +8,6 @@ wildcard subscriptions the docs describe. The gateway serves it at ``/schema/asy
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 import msgspec
@@ -126,7 +125,7 @@ def _event_schemas() -> dict[str, Any]:
     """msgspec's schemas, with the envelope required: constructors default three of its fields,
     but every producer writes them and ``decode_event`` refuses an event without them."""
     _, components = msgspec.json.schema_components(CONCRETE_EVENTS, ref_template=SCHEMAS + "{name}")
-    components = _asyncapi_discriminators(copy.deepcopy(components))
+    components = _asyncapi_discriminators(components)  # a fresh dict from each call
     for cls in CONCRETE_EVENTS:
         schema = components[cls.__name__]
         for field in ENVELOPE_FIELDS:

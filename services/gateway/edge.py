@@ -28,8 +28,8 @@ REQUEST_ID_KEY = "aerovision.request_id"
 def request_ids() -> Callable[[], bytes]:
     """Ids unique across processes and restarts: a random prefix and a counter (cheaper per
     request than fresh random bytes)."""
-    prefix, counter = os.urandom(6).hex(), itertools.count(1)
-    return lambda: b"%s-%x" % (prefix.encode(), next(counter))
+    prefix, counter = os.urandom(6).hex().encode(), itertools.count(1)
+    return lambda: b"%s-%x" % (prefix, next(counter))
 
 
 def _pattern(path: str) -> re.Pattern[str]:
@@ -67,10 +67,6 @@ class Cors:
         self.any = "*" in listed
         self.origins = {o.encode() for o in listed if o != "*"}
 
-    @property
-    def enabled(self) -> bool:
-        return self.any or bool(self.origins)
-
     def allows(self, origin: bytes) -> bool:
         return self.any or origin in self.origins
 
@@ -96,7 +92,7 @@ def wrap(app: Asgi, allowed: AllowedMethods, cors_origins: str = "") -> Asgi:
         request_id = given if given is not None and _REQUEST_ID.fullmatch(given) else new_id()
         scope[REQUEST_ID_KEY] = request_id
         extra = [(b"x-request-id", request_id)]
-        if origin is not None and cors.enabled and cors.allows(origin):
+        if origin is not None and cors.allows(origin):
             extra += [(b"access-control-allow-origin", b"*" if cors.any else origin),
                       (b"access-control-expose-headers", b"x-request-id, retry-after, content-length")]
             if not cors.any:

@@ -3,6 +3,7 @@ clients) its events as Server-Sent Events. Kept apart from the task routes (rout
 
 from __future__ import annotations
 
+import functools
 import re
 
 import structlog
@@ -27,10 +28,13 @@ _SEQUENCE = re.compile(r"[0-9]{1,19}")
 @get("/schema/asyncapi.json", include_in_schema=False, sync_to_thread=False)
 def asyncapi_document() -> Response:
     """The AsyncAPI 3.0 document of the event stream (docs/asyncapi.json)."""
-    return Response(content=_DOCUMENT, media_type="application/json")
+    return Response(content=_document(), media_type="application/json")
 
 
-_DOCUMENT = document_json()  # pure and fixed for a build: made once, at import
+@functools.cache
+def _document() -> bytes:
+    """Pure and fixed for a build: made once, when first asked for (not in every import)."""
+    return document_json()
 
 
 def _last_event_id(request: Request) -> int | None:

@@ -13,6 +13,7 @@ from contracts.view import (
     INDEX_ALL,
     INDEX_PAGE_SIZE,
     STATUS_GROUP_PAGES,
+    IndexHead,
     counts_decoder,
     head_decoder,
     index_head_key,
@@ -29,12 +30,15 @@ from contracts.view import (
 Get = Callable[[str], Awaitable[bytes | None]]
 
 
-async def _uids_at(get: Get, index: str, ordinals: list[int]) -> list[str | None]:
-    """The uids at these positions of an index (None where the index does not reach)."""
+async def _head(get: Get, index: str) -> IndexHead | None:
     stored = await get(index_head_key(index))
-    if stored is None:
+    return head_decoder.decode(stored) if stored is not None else None
+
+
+async def _uids_at(get: Get, index: str, head: IndexHead | None, ordinals: list[int]) -> list[str | None]:
+    """The uids at these positions of an index whose head is ``head`` (None where it does not reach)."""
+    if head is None:
         return [None] * len(ordinals)
-    head = head_decoder.decode(stored)
     last = head.count // INDEX_PAGE_SIZE  # the partly filled page: in the head (older heads: a key)
 
     async def page_uids(page: int) -> list[str]:
@@ -55,13 +59,13 @@ async def _uids_at(get: Get, index: str, ordinals: list[int]) -> list[str | None
 async def page_of_tasks(get: Get, offset: int, limit: int, tool: str | None) -> tuple[int, list[str]]:
     """Total and the uids of one page of an index (all tasks, or one tool's), newest first."""
     index = tool_index(tool) if tool else INDEX_ALL
-    stored = await get(index_head_key(index))
-    if stored is None:
+    head = await _head(get, index)
+    if head is None:
         return 0, []
-    total = head_decoder.decode(stored).count
+    total = head.count
     hi = total - offset  # ordinals [lo, hi) newest first
     lo = max(0, hi - limit)
-    uids = await _uids_at(get, index, list(range(hi - 1, lo - 1, -1))) if hi > 0 else []
+    uids = await _uids_at(get, index, head, list(range(hi - 1, lo - 1, -1))) if hi > 0 else []
     return total, [uid for uid in uids if uid is not None]
 
 
@@ -98,5 +102,5 @@ async def page_in_status(get: Get, offset: int, limit: int, status: str, tool: s
     ordinals = [o for page, b in zip(pages, bits) for o in members(b or b"", page)]
     start = offset - newer
     # Positions are the "all" index's numbering, whatever the filter.
-    uids = await _uids_at(get, INDEX_ALL, ordinals[start:start + limit])
+    uids = await _uids_at(get, INDEX_ALL, await _head(get, INDEX_ALL), ordinals[start:start + limit])
     return head.count, [uid for uid in uids if uid is not None]

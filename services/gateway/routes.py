@@ -5,7 +5,6 @@ from __future__ import annotations
 import mimetypes
 
 import msgspec
-import structlog
 from litestar import Request, Response, get
 from litestar.exceptions import HTTPException, NotFoundException
 
@@ -21,7 +20,6 @@ from services.gateway.responses import raw as _raw
 from services.gateway.settings_routes import SETTINGS_HANDLERS
 from services.gateway.submission_routes import SUBMISSION_HANDLERS
 
-log = structlog.get_logger("gateway")
 mimetypes.add_type("application/octet-stream", ".ply")
 
 

@@ -79,7 +79,7 @@ def config_for(settings: GatewaySettings, stop: asyncio.Event) -> uvicorn.Config
                     body_min_rate=max(1, settings.body_min_rate))
     return uvicorn.Config(
         create_app(settings, stop), host=settings.host, port=settings.port, log_config=None, access_log=False,
-        loop="uvloop" if _has("uvloop") else "asyncio", http=protocol_for(limits), lifespan="on",
+        loop="auto", http=protocol_for(limits), lifespan="on",
         timeout_keep_alive=settings.keep_alive, limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=settings.shutdown_grace,
     )
@@ -101,10 +101,3 @@ def run(settings: GatewaySettings, fd: int | None = None) -> int:
         return EXIT_CONNECTION_LOST
     return 0
 
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-        return True
-    except ImportError:
-        return False

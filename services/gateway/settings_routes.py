@@ -50,16 +50,14 @@ def _routes(tool: str) -> list[HTTPRouteHandler]:
         log.info("settings_changed", tool=tool)
         return _answer(tool, params)
 
-    # Set as objects, not strings: the answer's type is this tool's (the document reads it).
-    read.__annotations__ = {"backend": Backend, "return": Response[shape]}  # type: ignore[valid-type]
-    write.__annotations__ = {"request": Request, "backend": Backend, "return": Response[shape]}  # type: ignore[valid-type]
     read.__name__, write.__name__ = f"read_{tool}_settings", f"write_{tool}_settings"
     path = f"/api/v1/settings/{tool}"
     return [
-        get(path, tags=["settings"], summary=f"The {tool} tool's defaults", operation_id=read.__name__)(read),
+        get(path, tags=["settings"], summary=f"The {tool} tool's defaults", operation_id=read.__name__,
+            opt={"doc": RouteDoc(answer=shape)})(read),
         put(path, tags=["settings"], summary=f"Change the {tool} tool's defaults (missing fields: their defaults)",
             operation_id=write.__name__, request_max_body_size=MAX_JSON_BODY,
-            opt={"doc": RouteDoc(json_body=params_type, closed_body=True, errors=(413, 422))})(write),
+            opt={"doc": RouteDoc(json_body=params_type, closed_body=True, errors=(413, 422), answer=shape)})(write),
     ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from litestar import Request, Response, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
@@ -22,8 +21,6 @@ from services.gateway.formdata import FormPart, MalformedForm, parse_form
 from services.gateway.responses import raw
 from services.gateway.settings import GatewaySettings
 from services.gateway.submissions import Upload, validate_submission
-
-log = structlog.get_logger("gateway")
 
 
 async def _form_parts(request: Request) -> list[FormPart]:
@@ -76,12 +73,9 @@ def _route(tool: Tool) -> HTTPRouteHandler:
     async def handler(request: Request, backend: Backend, settings: GatewaySettings) -> Response:
         return await submit(tool, request, backend, settings)
 
-    # Set as objects, not strings: the answer's type is this tool's (the document reads it).
-    handler.__annotations__ = {"request": Request, "backend": Backend, "settings": GatewaySettings,
-                               "return": Response[queued]}  # type: ignore[valid-type]
     handler.__name__ = f"submit_{tool.name}"
     return post(f"/api/v1/match/{tool.name}", tags=["submissions"], summary=tool.summary,
-                operation_id=f"submit_{tool.name}", opt={"doc": RouteDoc(form=tool, errors=(413, 422, 429))})(handler)
+                operation_id=f"submit_{tool.name}", opt={"doc": RouteDoc(form=tool, errors=(413, 422, 429), answer=queued)})(handler)
 
 
 @post("/api/v1/match/{tool:str}", include_in_schema=False)

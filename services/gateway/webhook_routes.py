@@ -6,12 +6,13 @@ without ``user:password@`` and secrets never.
 
 from __future__ import annotations
 
-import msgspec
 import structlog
 from litestar import Controller, Request, delete, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 
 from contracts.api import WEBHOOK_BODY_MAX_BYTES, DeliveryList, PageQuery, ResendOut, WebhookIn, WebhookOut, WebhookRecord
+from contracts.events import TERMINAL_STATUSES
+from contracts.view import view_envelope
 from contracts.webhook_targets import redact_url
 from services.gateway.apidoc import RouteDoc
 from services.gateway.backend import Backend
@@ -23,16 +24,6 @@ from services.gateway.webhook_forms import validate_registration
 from services.gateway.webhooks import WebhookStore
 
 log = structlog.get_logger("gateway")
-
-
-class _TaskEnd(msgspec.Struct):
-    """What a resend needs of the task view."""
-
-    status: str
-    tool: str
-
-
-_task_end = msgspec.json.Decoder(_TaskEnd)
 
 
 def _shown(record: WebhookRecord) -> WebhookOut:
@@ -88,8 +79,8 @@ class WebhookController(Controller):
         view = await backend.task(uid) if is_task_uid(uid) else None
         if view is None:
             raise NotFoundException(detail="Task not found")
-        task = _task_end.decode(view)
-        if task.status not in ("done", "error"):
+        task = view_envelope.decode(view)
+        if task.status not in TERMINAL_STATUSES:
             # Nothing to resend yet: the notification goes out by itself when the task ends.
             raise HTTPException(status_code=409, detail="Task has not finished yet; its notification is sent when it ends")
         await webhooks.request_resend(webhook_id, uid, task.tool)

@@ -14,7 +14,6 @@ import secrets
 import time
 
 import msgspec
-import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -35,7 +34,6 @@ from contracts.webhooks import (
 from infra import nats_layout
 from infra.kv_mirror import KvMirror
 
-log = structlog.get_logger("gateway")
 _records = msgspec.json.Decoder(WebhookRecord)
 _encoder = msgspec.json.Encoder()
 
