@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 import weakref
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -305,6 +305,31 @@ async def open_kv(js: JetStreamContext, bucket: str, replicas: int = 1, history:
             return await js.key_value(bucket)
 
     return await retrying(create, deadline=30, what=f"kv:{bucket}")
+
+
+async def drop_kv(js: JetStreamContext, bucket: str) -> None:
+    """Delete the bucket and everything in it; no-op if there is none."""
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await js.delete_key_value(bucket)
+
+
+async def put_at(kv: KeyValue, key: str, data: bytes, revision: int) -> int:
+    """Write ``key`` by compare-and-swap on the revision last read (0: create it, expecting none);
+    its new revision. KeyWrongLastSequenceError if it moved meanwhile."""
+    if revision:
+        return await kv.update(key, data, last=revision)
+    return await kv.create(key, data)
+
+
+async def put_pipelined(js: JetStreamContext, kv: KeyValue, items: Iterable[tuple[str, bytes]],
+                        base_timeout: float) -> list[js_api.PubAck]:
+    """Put every (key, value) into ``kv`` (no compare-and-swap) through ``js``, pipelined: all are
+    published before their acknowledgements are awaited together. The acks, in order."""
+    # nats-py's KeyValue has no pipelined put of its own: publish to the key's subject directly.
+    prefix = kv._pre  # noqa: SLF001
+    pending = [await js.publish_async(prefix + key, value) for key, value in items]
+    # publish_async futures never time out by themselves (docs/NATS-NOTES): bound the wait.
+    return await asyncio.wait_for(asyncio.gather(*pending), timeout=base_timeout + len(pending) / 1000)
 
 
 async def declare_files_bucket(js: JetStreamContext, replicas: int = 1, ttl: float | None = None) -> None:

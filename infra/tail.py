@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from contracts import names
+from infra.nats_layout import BROKER_UNAVAILABLE
 
 log = structlog.get_logger("tail")
 TAIL_PREFIX = "tail-"  # every tail consumer's name starts with it (tests count them)
@@ -104,9 +105,5 @@ class EventTail:
             with contextlib.suppress(Exception):
                 await self._psub.unsubscribe()
             self._psub = None
-        with contextlib.suppress(nats.js.errors.NotFoundError, *_AWAY):
+        with contextlib.suppress(nats.js.errors.NotFoundError, *BROKER_UNAVAILABLE):
             await self._js.delete_consumer(self._stream, self._name)
-
-
-_AWAY = (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.errors.NoRespondersError,
-         asyncio.TimeoutError)

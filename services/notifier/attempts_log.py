@@ -82,10 +82,7 @@ class AttemptsLog:
                     page, tail = page + 1, []
             new = AttemptsHead(count=head.count + len(fresh), last_seq=records[-1][0], tail=tail)
             try:
-                if revision:
-                    revision = await self._kv.update(attempts_head_key(webhook_id), _encoder.encode(new), last=revision)
-                else:
-                    revision = await self._kv.create(attempts_head_key(webhook_id), _encoder.encode(new))
+                revision = await nats_layout.put_at(self._kv, attempts_head_key(webhook_id), _encoder.encode(new), revision)
             except KeyWrongLastSequenceError:
                 self._heads.pop(webhook_id, None)  # someone else wrote: reload and redo
                 continue

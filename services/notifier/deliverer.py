@@ -9,7 +9,6 @@ so a resend the gateway asked for meanwhile survives.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from contextlib import AbstractAsyncContextManager
 
 import aiohttp
@@ -22,6 +21,7 @@ from contracts import names
 from contracts.events import TaskFinished, WebhookAttempted, decode_event, endpoint_of, now_iso
 from contracts.webhooks import OutboxEntry
 from infra import nats_layout
+from infra.lru import Lru
 from services.notifier import http_attempt
 from services.notifier.directory import WebhookDirectory
 from services.notifier.schedule import Delivery, Outcome, after_attempt, claimed
@@ -58,15 +58,11 @@ class Payloads:
 
     def __init__(self, js: JetStreamContext, size: int = 512) -> None:
         self._js = js
-        self._bodies: OrderedDict[str, bytes] = OrderedDict()
-        self._size = size
+        self._bodies: Lru[str, bytes] = Lru(size)
 
     def remember(self, event: TaskFinished) -> bytes:
         body = payload_for(event)
-        self._bodies[event.uid] = body
-        self._bodies.move_to_end(event.uid)
-        while len(self._bodies) > self._size:
-            self._bodies.popitem(last=False)
+        self._bodies.remember(event.uid, body)
         return body
 
     async def body(self, uid: str, tool: str) -> bytes | None:

@@ -74,13 +74,6 @@ class Scheduler:
         self._entries[key] = (entry, revision)
         self._schedule(key, entry.due_at)
 
-    def reset(self) -> None:
-        """Forget the mirror (a new watcher replays what is owed now)."""
-        self._entries.clear()
-        self._removed.clear()
-        self._generation.clear()
-        self._heap.clear()
-
     def hook_removed(self, webhook_id: str) -> None:
         """A deleted webhook: make its entries due now, so they are cancelled at once."""
         self._lanes.pop(webhook_id, None)

@@ -65,10 +65,7 @@ class DeliveryStates:
         """Replace the state read at ``revision`` (0: create); KeyWrongLastSequenceError if it moved."""
         data = _encoder.encode(state)
         try:
-            if revision:
-                new = await _nats(lambda: self._kv.update(key, data, last=revision), "deliveries")
-            else:
-                new = await _nats(lambda: self._kv.create(key, data), "deliveries")
+            new = await _nats(lambda: nats_layout.put_at(self._kv, key, data, revision), "deliveries")
         except KeyWrongLastSequenceError:
             self._owed.pop(key, None)
             raise

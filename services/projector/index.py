@@ -12,6 +12,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.view import INDEX_PAGE_SIZE, IndexHead, head_decoder, index_head_key, index_page_key, page_decoder
+from infra import nats_layout
 
 _enc = msgspec.json.Encoder()
 
@@ -75,10 +76,7 @@ class TaskIndex:
                     page, tail = page + 1, []
             head = IndexHead(count=count + len(fresh), last_seq=max(seq for seq, _ in entries), tail=tail)
             try:
-                if self._head_rev:
-                    rev = await self._kv.update(index_head_key(self._name), _enc.encode(head), last=self._head_rev)
-                else:
-                    rev = await self._kv.create(index_head_key(self._name), _enc.encode(head))
+                rev = await nats_layout.put_at(self._kv, index_head_key(self._name), _enc.encode(head), self._head_rev)
             except KeyWrongLastSequenceError:
                 self._head = None  # someone else wrote: reload and redo
                 continue

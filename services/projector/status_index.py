@@ -10,8 +10,7 @@ exact. This projector is the only writer; its pages, counts and heads are cached
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import NamedTuple
 
 import msgspec
@@ -31,6 +30,8 @@ from contracts.view import (
     status_head_key,
     tool_index,
 )
+from infra import nats_layout
+from infra.lru import Lru
 
 _EMPTY_PAGE = bytes(STATUS_PAGE_BITS // 8)
 # Under load, how often the notes are written. Every status change wrote ~10 keys one at a time
@@ -52,23 +53,11 @@ class Move(NamedTuple):
     status: str
 
 
-class _Lru(OrderedDict):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def remember(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-
-
 class StatusIndex:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
-        self._bits = _Lru(8192)  # (index, status, page) -> bits
-        self._counts = _Lru(512)  # (index, status, group) -> per-page counts
+        self._bits: Lru[tuple[str, str, int], bytes] = Lru(8192)  # (index, status, page) -> bits
+        self._counts: Lru[tuple[str, str, int], list[int]] = Lru(512)  # (index, status, group) -> per-page counts
         self._heads: dict[tuple[str, str], StatusHead] = {}
         self._pending: dict[int, Move] = {}  # position -> where that task is now, not yet written
 
@@ -160,7 +149,8 @@ class StatusIndex:
             if new_head != head:
                 writes[status_head_key(index, status)] = _enc.encode(new_head)
             heads_now[(index, status)] = new_head
-        await self._put_all(writes)
+        if writes:
+            await nats_layout.put_pipelined(self._kv._js, self._kv, writes.items(), 10)  # noqa: SLF001
         for key, value in pages.items():
             self._bits.remember(key, value)
         for key, counts in counts_now.items():
@@ -168,12 +158,3 @@ class StatusIndex:
         self._heads.update(heads_now)
         self._pending.clear()
         return len(writes)
-
-    async def _put_all(self, writes: dict[str, bytes]) -> None:
-        if not writes:
-            return
-        js = self._kv._js  # noqa: SLF001 - nats-py's KeyValue has no pipelined put of its own
-        prefix = self._kv._pre  # noqa: SLF001
-        acks = [await js.publish_async(prefix + key, value) for key, value in writes.items()]
-        # publish_async futures never time out by themselves (docs/NATS-NOTES): bound the wait.
-        await asyncio.wait_for(asyncio.gather(*acks), timeout=10 + len(acks) / 1000)

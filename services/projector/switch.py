@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import AsyncIterator, Literal
 
 import msgspec
-import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -53,10 +52,7 @@ async def open_candidates(js: JetStreamContext, replicas: int, *, fresh: bool) -
     found = {}
     for bucket, history in PROJECTION_BUCKETS.items():
         if fresh:
-            try:
-                await js.delete_key_value(candidate(bucket))
-            except nats.js.errors.NotFoundError:
-                pass
+            await nats_layout.drop_kv(js, candidate(bucket))
         found[bucket] = await nats_layout.open_kv(js, candidate(bucket), replicas, history=history)
     if fresh:
         await found[names.TASK_INDEX_BUCKET].put(PROJECTION_FORMAT_KEY, str(PROJECTION_FORMAT).encode())
@@ -65,10 +61,7 @@ async def open_candidates(js: JetStreamContext, replicas: int, *, fresh: bool) -
 
 async def drop_candidates(js: JetStreamContext) -> None:
     for bucket in PROJECTION_BUCKETS:
-        try:
-            await js.delete_key_value(candidate(bucket))
-        except nats.js.errors.NotFoundError:
-            pass
+        await nats_layout.drop_kv(js, candidate(bucket))
 
 
 async def copy_candidates(js: JetStreamContext, live: dict[str, KeyValue]) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 
 import msgspec
 import nats
@@ -34,6 +34,7 @@ from contracts.view import (
     view_encoder,
 )
 from infra import nats_layout
+from infra.lru import Lru
 from services.projector.apply import apply, index_entries
 from services.projector.defaults import DefaultsProjection, record_legacy
 from services.projector.index import TaskIndex
@@ -77,7 +78,7 @@ class Projector:
         self._fresh = fresh
         self._written: set[str] = set()
         self._switches: asyncio.Queue = asyncio.Queue()  # replay's requests to adopt a rebuilt view
-        self._cache: OrderedDict[str, tuple[TaskView, int]] = OrderedDict()
+        self._cache: Lru[str, tuple[TaskView, int]] = Lru(settings.view_cache)
         self._indexes: dict[str, TaskIndex] = {}
         self._status = StatusIndex(index_kv)
         self._next_seq = 0  # the stream sequence after the last event projected in order
@@ -105,7 +106,7 @@ class Projector:
         if delivered >= self._next_seq:
             events = await self._read_range(self._next_seq, delivered + 1)
             for i in range(0, len(events), self._settings.batch):
-                await self._project_events(events[i:i + self._settings.batch])
+                await self.apply_events(events[i:i + self._settings.batch])
             self._next_seq = max(self._next_seq, delivered + 1)
         inbox: asyncio.Queue = asyncio.Queue()
 
@@ -168,10 +169,6 @@ class Projector:
         if self._unacked is not None:
             msg, self._unacked = self._unacked, None
             await msg.ack()
-
-    async def apply_events(self, events: list[tuple[int, str, bytes]]) -> None:
-        """Fold (stream sequence, subject, data) events, in stream order (a replay feeds them here)."""
-        await self._project_events(events)
 
     async def _switch(self, request: Msg) -> None:
         """Adopt the view ``aerovision replay`` rebuilt: catch it up to where this projector is,
@@ -237,11 +234,12 @@ class Projector:
             # A delivery lost in transit (a reconnect): the AckAll below would acknowledge it
             # unseen, so read the missing events from the stream itself first.
             events = await self._read_range(self._next_seq, first) + events
-        await self._project_events(events)
+        await self.apply_events(events)
         self._unacked = msgs[-1]
 
-    async def _project_events(self, events: list[tuple[int, str, bytes]]) -> None:
-        """Fold (stream sequence, subject, data) events, in stream order, into views and index."""
+    async def apply_events(self, events: list[tuple[int, str, bytes]]) -> None:
+        """Fold (stream sequence, subject, data) events, in stream order, into views and index
+        (a replay feeds them here)."""
         if not events:
             return
         by_uid: dict[str, list[tuple[AnyEvent, int]]] = defaultdict(list)
@@ -308,12 +306,10 @@ class Projector:
         """A replay's writes: it is the only writer of its fresh buckets, so no compare-and-swap
         round trip per view; all of a batch's views are pipelined and their acks awaited together
         (measured: 40,000 events rebuilt in 4.6-5.1 s instead of 5.5-5.9 s)."""
-        js = self._nc.jetstream()
-        pending = {uid: await js.publish_async(self._views._pre + uid, view_encoder.encode(view))
-                   for uid, view in views.items() if view is not None}
-        # publish_async futures never time out by themselves (docs/NATS-NOTES): bound the wait.
-        acks = await asyncio.wait_for(asyncio.gather(*pending.values()), timeout=30 + len(pending) / 1000)
-        for uid, ack in zip(pending, acks):
+        encoded = {uid: view_encoder.encode(view) for uid, view in views.items() if view is not None}
+        # The bucket's own context: a new one per batch would subscribe a new reply inbox each time.
+        acks = await nats_layout.put_pipelined(self._views._js, self._views, encoded.items(), 30)  # noqa: SLF001
+        for uid, ack in zip(encoded, acks):
             self._remember(uid, views[uid], ack.seq)
 
     def _index(self, name: str) -> TaskIndex:
@@ -353,10 +349,7 @@ class Projector:
             if new is view or new is None:
                 return
             try:
-                if rev:
-                    rev = await self._views.update(uid, view_encoder.encode(new), last=rev)
-                else:
-                    rev = await self._views.create(uid, view_encoder.encode(new))
+                rev = await nats_layout.put_at(self._views, uid, view_encoder.encode(new), rev)
             except KeyWrongLastSequenceError:
                 self._cache.pop(uid, None)  # written elsewhere since we read it: reload, re-apply
                 view, rev, new, _ = await self._plan(uid, events)
@@ -368,10 +361,7 @@ class Projector:
     def _remember(self, uid: str, view: TaskView, rev: int) -> None:
         if self._fresh:
             self._written.add(uid)
-        self._cache[uid] = (view, rev)
-        self._cache.move_to_end(uid)
-        while len(self._cache) > self._settings.view_cache:
-            self._cache.popitem(last=False)
+        self._cache.remember(uid, (view, rev))
 
 
 async def catch_up(nc: NATS, settings: ProjectorSettings, from_seq: int, to_seq: int) -> int:
@@ -395,10 +385,7 @@ async def rebuild(nc: NATS, settings: ProjectorSettings) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_consumer(names.EVENT_STREAM, consumer)
     for bucket in (names.TASK_VIEW_BUCKET, names.TASK_INDEX_BUCKET):
-        try:
-            await js.delete_key_value(bucket)
-        except nats.js.errors.NotFoundError:
-            pass
+        await nats_layout.drop_kv(js, bucket)
     log.info("projection_dropped", note="the next projector start replays the stream")
 
 
