@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 
 import structlog
 
-from aerovision import events_cmd, logs, replay_cmd
+from aerovision import events_cmd, logs, replay_cmd, runtime
 from infra.process import EXIT_CONNECTION_LOST, tune_allocator
 
 SERVICES = ("projector", "matcher", "notifier", "gateway")
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--host", default=os.environ.get("AEROVISION_HOST", "127.0.0.1"),
                     help="gateway address (default loopback; 0.0.0.0 for every interface)")
     up.add_argument("--port", type=int, default=int(os.environ.get("AEROVISION_PORT", 8888)), help="gateway port")
-    up.add_argument("--data", type=Path, default=Path(os.environ.get("AEROVISION_DATA", ".aerovision")),
+    up.add_argument("--data", type=Path, default=runtime.data_folder(),
                     help="data folder of the embedded NATS server")
     up.add_argument("--matchers", type=int, default=1, help="matcher replicas (each uses one process per core)")
     gw = sub.add_parser("gateway", help="run the HTTP gateway")

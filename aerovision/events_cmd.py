@@ -16,14 +16,13 @@ import asyncio
 import datetime as dt
 import signal
 import sys
-from pathlib import Path
 from typing import IO
 
 from aerovision import logs, runtime
 from aerovision.since import BadTime, parse_since
-from contracts.filters import BadFilter, subject_filter
-from infra import nats_layout
-from infra.tail import EventTail
+
+# nats-py and the event contracts are imported where they are used: every `aerovision <service>`
+# start reads this module, and needs none of them.
 
 
 def add_parser(sub) -> None:
@@ -33,13 +32,15 @@ def add_parser(sub) -> None:
     parser.add_argument("--task", metavar="UID", help="only this task's events")
     parser.add_argument("--type", metavar="T", help="only events of this type (task.finished, or its kind: finished)")
     parser.add_argument("--since", metavar="TIME", help="from this time on (2025-06-01T12:00:00Z, or 15m, 2h, 1d ago)")
-    parser.add_argument("--nats", metavar="URL", help="NATS server (default: NATS_URL, else the running system's)")
-    parser.add_argument("--data", type=Path, default=None, help="data folder of the running system (.aerovision)")
+    runtime.add_location_arguments(parser)
 
 
 async def print_events(url: str, subject: str, *, follow: bool, since: dt.datetime | None, out: IO[bytes],
                        stop: asyncio.Event | None = None) -> int:
     """Write each matching event as a line to ``out`` (until ``stop`` when following); how many."""
+    from infra import nats_layout
+    from infra.tail import EventTail
+
     stop = stop or asyncio.Event()
     nc = await nats_layout.connect(url, "aerovision-events", deadline=10.0)
     written = 0
@@ -58,13 +59,17 @@ async def print_events(url: str, subject: str, *, follow: bool, since: dt.dateti
 
 
 def run(args: argparse.Namespace) -> int:
+    from contracts.filters import BadFilter, subject_filter
+
     logs.configure("events")  # logs go to stderr: stdout is the events'
     try:
         subject = subject_filter(args.task, args.type)
         since = parse_since(args.since, dt.datetime.now(dt.timezone.utc)) if args.since else None
-        url = runtime.find_nats_url(args.nats, args.data)
-    except (BadFilter, BadTime, runtime.NotRunning) as exc:
+    except (BadFilter, BadTime) as exc:
         print(f"aerovision events: {exc}", file=sys.stderr)
+        return 2
+    url = runtime.located_nats_url(args, "aerovision events")
+    if url is None:
         return 2
 
     async def main() -> None:

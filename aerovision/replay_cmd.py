@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -36,8 +34,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the rebuilt buckets (<bucket>-replay) to inspect")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--batch", type=int, default=4096, help="events folded per batch")
-    parser.add_argument("--nats", metavar="URL", help="NATS server (default: NATS_URL, else the running system's)")
-    parser.add_argument("--data", type=Path, default=None, help="data folder of the running system (.aerovision)")
+    runtime.add_location_arguments(parser)
 
 
 def _human(report: "ReplayReport") -> str:
@@ -82,10 +79,8 @@ async def _run(url: str, args: argparse.Namespace) -> "ReplayReport":
 
 def run(args: argparse.Namespace) -> int:
     logs.configure("replay")
-    try:
-        url = runtime.find_nats_url(args.nats, args.data)
-    except runtime.NotRunning as exc:
-        print(f"aerovision replay: {exc}", file=sys.stderr)
+    url = runtime.located_nats_url(args, "aerovision replay")
+    if url is None:
         return 2
     report = asyncio.run(_run(url, args))
     print(msgspec.json.encode(report).decode() if args.json else _human(report))

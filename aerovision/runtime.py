@@ -4,7 +4,9 @@ docs' subscriber) find its NATS server without flags."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from pathlib import Path
 
 import msgspec
@@ -77,3 +79,18 @@ def find_nats_url(explicit: str | None = None, data: Path | None = None) -> str:
         raise NotRunning(f"{folder.resolve() / RUNTIME_FILE} names a system that is no longer running "
                          f"(pid {found.pid}); start it with `aerovision up`")
     return found.nats_url
+
+
+def add_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--nats`` and ``--data``: the options of a tool that finds the running system by itself."""
+    parser.add_argument("--nats", metavar="URL", help="NATS server (default: NATS_URL, else the running system's)")
+    parser.add_argument("--data", type=Path, default=None, help="data folder of the running system (.aerovision)")
+
+
+def located_nats_url(args: argparse.Namespace, command: str) -> str | None:
+    """``find_nats_url`` for a tool's ``--nats``/``--data``; None (and why, on stderr) when there is none."""
+    try:
+        return find_nats_url(args.nats, args.data)
+    except NotRunning as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return None

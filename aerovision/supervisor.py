@@ -147,8 +147,9 @@ def run_all(host: str, port: int, data: Path, matchers: int = 1) -> int:
     # Subscribers use this URL; tools on this machine find it in the runtime file.
     print(f"NATS (for event subscribers): {url}", flush=True)
     log.info("nats_url", url=url, subjects="aerovision.events.>")
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # where tools on this machine reach it
-    runtime_file = runtime.announce(data, url, f"http://{local}:{bound_port}")
+    health = claims.health_url(listener)
+    # Where tools on this machine reach the gateway: where the supervisor asks it whether it is healthy.
+    runtime_file = runtime.announce(data, url, health.removesuffix("/healthz"))
     env = {**os.environ, "NATS_URL": url, "AEROVISION_HOST": host, "AEROVISION_PORT": str(bound_port)}
     # Every service on this machine shares one local copy of stored files (infra/spool.py).
     env.setdefault("AEROVISION_SPOOL_DIR", str(data / "spool"))
@@ -161,7 +162,6 @@ def run_all(host: str, port: int, data: Path, matchers: int = 1) -> int:
     for child in children:
         child.start()
 
-    health = claims.health_url(listener)
     ready = False
     next_probe = 0.0
     while not stop_requested:

@@ -33,23 +33,19 @@ QUERIES: dict[str, dict[str, str]] = {"all": {}, "status=done": {"status": "done
 
 def measure_all(base: str, k: int, limit: int = 50) -> dict[str, dict[str, Any]]:
     """``measure`` for each query of QUERIES, each over its own total."""
-    out = {}
-    with requests.Session() as http:
-        totals = {name: http.get(f"{base}/api/v1/tasks", params={**q, "limit": 1}, timeout=30).json()["total"]
-                  for name, q in QUERIES.items()}
-    for name, query in QUERIES.items():
-        out[name] = measure(base, totals[name], k, limit, query)
-    return out
+    return {name: measure(base, k, limit, query) for name, query in QUERIES.items()}
 
 
-def measure(base: str, total: int, k: int, limit: int = 50, query: dict[str, str] | None = None) -> dict[str, Any]:
+def measure(base: str, k: int, limit: int = 50, query: dict[str, str] | None = None) -> dict[str, Any]:
+    """Over the query's total, as the first (connection-opening) request reports it."""
     query = query or {}
-    targets = [0, total // 2, max(0, total - limit)]
-    plan = {t: pages_near(t, total, k, limit) for t in targets}
-    lat: dict[str, dict[int, list[float]]] = {"cold": {t: [] for t in targets}, "warm": {t: [] for t in targets}}
     errors: list[str] = []
     with requests.Session() as http:
-        http.get(f"{base}/api/v1/tasks", params={**query, "offset": 0, "limit": 1}, timeout=30)  # connection up
+        first = http.get(f"{base}/api/v1/tasks", params={**query, "offset": 0, "limit": 1}, timeout=30)
+        total = first.json()["total"]
+        targets = [0, total // 2, max(0, total - limit)]
+        plan = {t: pages_near(t, total, k, limit) for t in targets}
+        lat: dict[str, dict[int, list[float]]] = {"cold": {t: [] for t in targets}, "warm": {t: [] for t in targets}}
         for phase in ("cold", "warm"):
             for i in range(k):
                 for t in targets:

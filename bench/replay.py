@@ -18,32 +18,28 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from aerovision import natsserver
 from bench.seed import quiet_logs, seed
+from bench.system import clean_env
 from infra import nats_layout
-from services.projector.replay import compare, rebuild, stream_end
+from services.projector.replay import replay
 from services.projector.settings import ProjectorSettings
 from services.projector.switch import drop_candidates
 
 
 async def _replay_once(url: str, batch: int) -> dict:
+    """What ``aerovision replay`` does (rebuild, then compare once the live view has caught up)."""
     nc = await nats_layout.connect(url, "bench-replay")
     try:
-        settings = ProjectorSettings(nats_url=url, batch=batch)
-        end = await stream_end(nc)
-        report = await rebuild(nc, settings, end)
-        started = time.perf_counter()
-        found = await compare(nc)
-        compare_s = time.perf_counter() - started
+        report = await replay(nc, ProjectorSettings(nats_url=url, batch=batch))
         await drop_candidates(nc.jetstream())
     finally:
         await nc.close()
     return {"events": report.events, "tasks": report.tasks, "rebuild_s": report.rebuild_s,
-            "events_per_s": round(report.events / report.rebuild_s), "compare_s": round(compare_s, 2),
-            "differences": len(found)}
+            "events_per_s": round(report.events / report.rebuild_s), "compare_s": report.compare_s,
+            "differences": len(report.differences)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         server = natsserver.start(Path(home) / "jetstream", port)
         url = f"nats://127.0.0.1:{port}"
         projector = subprocess.Popen([sys.executable, "-m", "aerovision", "projector"],
-                                     env={"NATS_URL": url, "AEROVISION_LOG_LEVEL": "WARNING", "PATH": ""},
+                                     env=clean_env(NATS_URL=url, AEROVISION_LOG_LEVEL="WARNING"),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             seeded = asyncio.run(seed(url, args.events // 2, quiet=True))

@@ -88,8 +88,9 @@ class RssSampler(threading.Thread):
         return self.samples
 
 
-def service_run(system: UpSystem, workload: str, n: int, concurrency: int, *, kind: str, poll: float,
-                events: bool = False, sample_rss: bool = False, during=None, settle: float = 0.3) -> dict[str, Any]:
+def _start_client(system: UpSystem, workload: str, n: int, concurrency: int, *, kind: str, poll: float,
+                  events: bool = False, what: str = "the load client") -> subprocess.Popen:
+    """A ``bench.client`` that has said it is ready: it starts its load on "go" (on its stdin)."""
     cmd = [sys.executable, "-m", "bench.client", "--base", system.base, "--workload", workload, "--n", str(n),
            "--concurrency", str(concurrency), "--kind", kind, "--poll", str(poll), "--handshake"]
     if events:
@@ -98,7 +99,14 @@ def service_run(system: UpSystem, workload: str, n: int, concurrency: int, *, ki
     assert client.stdin and client.stdout
     if client.stdout.readline().strip() != "ready":
         client.kill()
-        raise RuntimeError("the load client did not start")
+        raise RuntimeError(f"{what} did not start")
+    return client
+
+
+def service_run(system: UpSystem, workload: str, n: int, concurrency: int, *, kind: str, poll: float,
+                events: bool = False, sample_rss: bool = False, during=None, settle: float = 0.3) -> dict[str, Any]:
+    client = _start_client(system, workload, n, concurrency, kind=kind, poll=poll, events=events)
+    assert client.stdin and client.stdout
     services = system.services(refresh=True)
     store = system.data / "jetstream"
     stored_before = machine.tree_bytes(store)
@@ -327,19 +335,19 @@ def run_lanes(system: UpSystem, kind: str, poll: float, n: int = 20, surface_n: 
     """Template latency at c=1 on an idle system, then while 4 clients keep surface jobs queued
     and running (the slow lane full): what lanes per kind of work are for."""
     idle = summarise_service(service_run(system, "small", n, 1, kind=kind, poll=poll))
-    cmd = [sys.executable, "-m", "bench.client", "--base", system.base, "--workload", "surface", "--n", str(surface_n),
-           "--concurrency", "4", "--kind", kind, "--poll", "0.05", "--handshake"]
-    surface = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+    surface = _start_client(system, "surface", surface_n, 4, kind=kind, poll=0.05, what="the surface load client")
     assert surface.stdin and surface.stdout
-    if surface.stdout.readline().strip() != "ready":
-        surface.kill()
-        raise RuntimeError("the surface load client did not start")
-    surface.stdin.write("go\n")
-    surface.stdin.flush()
-    time.sleep(2.0)  # the slow lane is busy and has a queue
-    busy = summarise_service(service_run(system, "small", n, 1, kind=kind, poll=poll))
-    line = surface.stdout.readline()
-    surface.wait(timeout=600)
+    try:
+        surface.stdin.write("go\n")
+        surface.stdin.flush()
+        time.sleep(2.0)  # the slow lane is busy and has a queue
+        busy = summarise_service(service_run(system, "small", n, 1, kind=kind, poll=poll))
+        line = surface.stdout.readline()
+        surface.wait(timeout=600)
+    finally:
+        if surface.poll() is None:  # the busy run failed: no surface client outlives it
+            surface.kill()
+            surface.wait()
     heavy = json.loads(line) if line else {}
     out = {"n": n, "idle_p50_ms": idle["p50_ms"], "idle_p95_ms": idle["p95_ms"],
            "busy_p50_ms": busy["p50_ms"], "busy_p95_ms": busy["p95_ms"], "busy_p99_ms": busy["p99_ms"],

@@ -22,7 +22,7 @@ from contracts.params import SurfaceParams
 from contracts.results import SurfaceResult
 from infra.ply import write_ply
 from services.matcher import runners
-from services.matcher.parts import ResultFile
+from services.matcher.jobs import Job, run_job
 from services.matcher.pool import prepare_worker_process
 from services.matcher.surface import pipeline
 from services.matcher.surface.cache import DetectorCache
@@ -75,14 +75,11 @@ def _synthetic(seeds: int) -> None:
 
 def _run_surface(model: bytes, scene: bytes) -> tuple[SurfaceResult, float, list[str]]:
     start = time.process_time()
-    steps, names = runners.run_surface(SurfaceParams(), model, scene), []
-    while True:
-        try:
-            part = next(steps)
-        except StopIteration as end:
-            return end.value, time.process_time() - start, names
-        if isinstance(part, ResultFile):
-            names.append(part.name)
+    outcome = run_job(Job(uid="bench-surface", tool="surface", params=SurfaceParams(),
+                          inputs=[("model_file", model), ("scene_file", scene)]))
+    seconds = time.process_time() - start
+    assert outcome.status == "done", outcome.error
+    return outcome.result_data, seconds, [name for name, _ in outcome.files]
 
 
 def _real_pair(reps: int) -> None:

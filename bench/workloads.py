@@ -19,6 +19,7 @@ import numpy as np
 
 from contracts.tools import TOOLS
 from services.matcher.jobs import Job
+from tests.warps import corner_error, outline_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,7 +142,7 @@ def template_workload(name: str, image_size: tuple[int, int], tsize: int, positi
 # --- feature matching: a textured picture, warped by a known homography into a darkened photo ----
 
 
-def _warp(size: tuple[int, int], query_size: tuple[int, int], angle: float, scale: float, tilt: float,
+def _warp(query_size: tuple[int, int], angle: float, scale: float, tilt: float,
           centre: tuple[float, float]) -> np.ndarray:
     """Query pixels → scene pixels: a turn, a scale and a slight perspective, centred on ``centre``."""
     qw, qh = query_size
@@ -156,10 +157,8 @@ def _warp(size: tuple[int, int], query_size: tuple[int, int], angle: float, scal
 def feature_workload(name: str, scene_size: tuple[int, int], query_size: tuple[int, int]) -> Workload:
     sw, sh = scene_size
     qw, qh = query_size
-    homography = _warp(scene_size, query_size, angle=12.0, scale=0.8, tilt=0.15, centre=(sw * 0.55, sh * 0.5))
-    outline = np.array([[0.0, 0.0], [qw - 1.0, 0.0], [qw - 1.0, qh - 1.0], [0.0, qh - 1.0]])
-    projected = np.column_stack([outline, np.ones(4)]) @ homography.T
-    truth = projected[:, :2] / projected[:, 2:3]
+    homography = _warp(query_size, angle=12.0, scale=0.8, tilt=0.15, centre=(sw * 0.55, sh * 0.5))
+    truth = outline_in(homography, qw, qh)
 
     def make() -> list[InputFile]:
         graf = cv2.imread(str(data_dir() / "graf1.png"))
@@ -174,7 +173,7 @@ def feature_workload(name: str, scene_size: tuple[int, int], query_size: tuple[i
         corners = result_data.get("corners")
         if not corners:
             return f"no homography ({result_data.get('good_matches')} good matches)"
-        error = float(np.max(np.linalg.norm(np.asarray(corners) - truth, axis=1)))
+        error = corner_error(corners, truth)
         return None if error < 3.0 else f"corner error {error:.1f} px"
 
     return Workload(
@@ -188,24 +187,23 @@ def feature_workload(name: str, scene_size: tuple[int, int], query_size: tuple[i
 
 
 def surface_workload(name: str, seed: int) -> Workload:
-    from infra.ply import read_ply, write_ply
-    from tests.surface_scenes import MODEL_PLY, make_scene
+    from infra.ply import write_ply
+    from services.matcher.surface.geometry import diameter, mean_point_distance
+    from tests.surface_scenes import load_model, make_scene, model_bytes
 
     scene = make_scene(seed, partial=True)
-    model = read_ply(MODEL_PLY.read_bytes())
-    diameter = float(np.linalg.norm(model.xyz.max(axis=0) - model.xyz.min(axis=0)))
-    points = np.column_stack([model.xyz, np.ones(len(model.xyz))])
-    truth = points @ scene.pose.T
+    model_xyz, _ = load_model()
+    size = diameter(model_xyz)
 
     def make() -> list[InputFile]:
-        return [("model_file", "model.ply", MODEL_PLY.read_bytes()),
+        return [("model_file", "model.ply", model_bytes()),
                 ("scene_file", "scene.ply", write_ply(scene.xyz, scene.normals))]
 
     def check(result_data: dict[str, Any]) -> str | None:
         pose = result_data.get("pose")
         if not pose or not result_data.get("poses_found"):
             return "no verified pose"
-        error = float(np.linalg.norm(points @ np.asarray(pose).T - truth, axis=1).mean()) / diameter
+        error = mean_point_distance(np.asarray(pose, np.float64), scene.pose, model_xyz) / size
         return None if error < 0.1 else f"pose off by {error:.0%} of the model's size"
 
     return Workload(

@@ -5,43 +5,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.harness import wait_for
 from tests.images import encode, scene_with_pastes, textured_template
+from tests.receivers import ThreadedReceiver
 
 
-class Receiver:
+class Receiver(ThreadedReceiver):
     """A real HTTP endpoint that records what it receives and fails the first N requests."""
 
     def __init__(self, fail_first: int = 0) -> None:
         self.received: list[tuple[dict, bytes]] = []
         self.fail_left = fail_first
-        receiver = self
+        super().__init__(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.fail_left > 0:
-                    receiver.fail_left -= 1
-                    self.send_response(500)
-                else:
-                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
+    def _respond(self, headers, body: bytes) -> int:
+        if self.fail_left > 0:
+            self.fail_left -= 1
+            return 500
+        self.received.append(({k.lower(): v for k, v in headers.items()}, body))
+        return 200
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ on with every event after them."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import msgspec
 import pytest
@@ -25,6 +23,7 @@ from services.projector.settings import ProjectorSettings
 from services.projector.worker import serve as serve_projector
 from tests import events as ev
 from tests.harness import wait_until
+from tests.receivers import ThreadedReceiver
 
 
 async def _publish_strangers(js, uid: str, kind: str = "teleported") -> None:
@@ -72,30 +71,21 @@ async def test_the_projector_skips_unknown_and_newer_events_and_goes_on(private_
     assert _skips(logs) == ["task.finished version 2 is newer than 1", "unknown event type 'task.teleported'"]
 
 
-class _Receiver:
+class _Receiver(ThreadedReceiver):
     def __init__(self) -> None:
         self.bodies: list[dict] = []
-        receiver = self
+        super().__init__(self._respond, path="/hook")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                receiver.bodies.append(msgspec.json.decode(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _respond(self, headers, body: bytes) -> int:
+        self.bodies.append(msgspec.json.decode(body))
+        return 200
 
 
 @pytest.fixture
 def receiver():
     r = _Receiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 async def test_the_notifier_skips_unknown_and_newer_events_and_goes_on(private_nats, receiver):

@@ -10,8 +10,9 @@ import json
 import shutil
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.receivers import ThreadedReceiver
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,30 +54,18 @@ class ExpressReceiver:
         self.proc.wait(timeout=10)
 
 
-class PythonReceiver:
+class PythonReceiver(ThreadedReceiver):
     """The original's FastAPI handler, on the standard library's HTTP server."""
 
     def __init__(self, secret: str) -> None:
         self.verdicts: list[dict] = []
-        receiver = self
+        self.secret = secret
+        super().__init__(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                sig = self.headers.get("X-Webhook-Signature", "")
-                verified = verify_signature(body, secret, sig)
-                data = json.loads(body) if verified else {}
-                receiver.verdicts.append({"uid": data.get("uid"), "status": data.get("status"),
-                                          "verified": verified, "body": body})
-                self.send_response(200 if verified else 401)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
+    def _respond(self, headers, body: bytes) -> int:
+        sig = headers.get("X-Webhook-Signature", "")
+        verified = verify_signature(body, self.secret, sig)
+        data = json.loads(body) if verified else {}
+        self.verdicts.append({"uid": data.get("uid"), "status": data.get("status"),
+                              "verified": verified, "body": body})
+        return 200 if verified else 401
