@@ -16,6 +16,7 @@ from contracts.params import FeatureParams
 from contracts.results import FeatureResult
 from services.matcher.descriptor_matching import ratio_test_matches
 from services.matcher.homography import RANSAC_THRESHOLD, fit_homography
+from services.matcher.images import to_bgr
 from services.matcher.keypoints import detect
 
 # The result picture is scaled down to fit this canvas (both images side by side, one scale):
@@ -36,7 +37,6 @@ class FeatureMatching(msgspec.Struct, frozen=True):
     train_points: Any  # (Nt, 2) float32, original train pixels
     matches: Any  # (M, 2) int32 (query index, train index), best first
     inlier_mask: Any  # (M,) bool, or None without a homography
-    homography: Any  # (3, 3) float64, or None
     corners: Any  # (4, 2) float64 query outline in train pixels, or None
 
 
@@ -73,17 +73,8 @@ def match_features(query: np.ndarray, train: np.ndarray, params: FeatureParams) 
         train_points=t.points,
         matches=matches,
         inlier_mask=None if found is None else found.inlier_mask,
-        homography=None if found is None else found.matrix,
         corners=None if found is None else found.corners,
     )
-
-
-def _to_bgr(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
 
 
 def canvas_scale(query_shape: tuple[int, ...], train_shape: tuple[int, ...]) -> float:
@@ -95,10 +86,10 @@ def canvas_scale(query_shape: tuple[int, ...], train_shape: tuple[int, ...]) -> 
 
 def _scaled(image: np.ndarray, f: float) -> np.ndarray:
     if f >= 1.0:
-        return _to_bgr(image)
+        return to_bgr(image)
     h, w = image.shape[:2]
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    return _to_bgr(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    return to_bgr(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def draw_matches(query_bgr: np.ndarray, train_bgr: np.ndarray, matching: FeatureMatching) -> np.ndarray:

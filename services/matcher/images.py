@@ -1,4 +1,4 @@
-"""Decoding uploaded image bytes and encoding result images (pure: bytes in, bytes out)."""
+"""Decoding uploaded image bytes, encoding result images, and the gray/BGR conversions the tools share (pure)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,26 @@ import cv2
 import numpy as np
 
 from services.matcher.errors import InputError
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A uint8 single-channel view or copy of a gray, BGR or BGRA image."""
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(image, code)
+
+
+def to_bgr(image: np.ndarray, *, copy: bool = False) -> np.ndarray:
+    """A 3-channel BGR version of a gray, BGR or BGRA image: a BGR image itself unless ``copy``
+    (to draw on without touching the caller's)."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image.copy() if copy else image
 
 
 def decode_image(data: bytes, *, grayscale: bool, name: str) -> np.ndarray:
@@ -59,15 +79,9 @@ def _decode_unusual_depth(data: bytes, grayscale: bool) -> np.ndarray | None:
     image *= 255.0 / (high - low) if high > low else 0.0
     np.nan_to_num(image, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
     image = np.clip(image, 0, 255, out=image).astype(np.uint8)
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels == 1:
-        image = image.reshape(image.shape[:2])
-        return image if grayscale else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if channels not in (3, 4):
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
         return None
-    if grayscale:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
-    return image if channels == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return to_gray(image) if grayscale else to_bgr(image)
 
 
 # PNG's "up" filter alone instead of libpng's per-row trial of all five: ~40 % less encoding time

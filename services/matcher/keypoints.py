@@ -13,6 +13,8 @@ import cv2
 import msgspec
 import numpy as np
 
+from services.matcher.images import to_gray
+
 # Detection runs on a copy of at most this many pixels (aspect kept). SIFT's scale space is the
 # memory peak: ~430 MB above the interpreter at 2 MP (~700 MB at 3 MP) with one thread, and a
 # worker must stay under 1 GB with two decoded 12 MP photos beside it (measured on OpenCV 5.0).
@@ -57,16 +59,6 @@ def make_detector(name: str) -> Any:
         # Both rank by response themselves; capping here also skips the dropped descriptors.
         return create(nfeatures=MAX_KEYPOINTS)
     return create()
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """A uint8 single-channel view or copy of a gray, BGR or BGRA image."""
-    if image.ndim == 2:
-        return image
-    if image.shape[2] == 1:
-        return image[:, :, 0]
-    code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-    return cv2.cvtColor(image, code)
 
 
 def _detection_copy(gray: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -50,7 +50,7 @@ def prepare_worker_process() -> None:
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _worker_main(conn: Connection, nice: int = 0) -> None:
+def _worker_main(conn: Connection, nice: int) -> None:
     die_with_parent(signal.SIGKILL)  # no orphaned workers if the matcher is killed
     if nice:
         # A slow lane's workers yield the CPU to the fast lane's: seconds-long jobs never make a

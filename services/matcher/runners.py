@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generator
 
-import cv2
-
 from contracts.params import FeatureParams, SurfaceParams, TemplateParams
 from contracts.results import FeatureResult, SurfaceResult, TemplateResult
 from services.matcher import feature as fm
 from services.matcher import template as tm
-from services.matcher.images import decode_image, encode_png
+from services.matcher.images import decode_image, encode_png, to_gray
 from services.matcher.parts import ResultFile, Stage
 from services.matcher.surface import pipeline as surface
 from services.matcher.surface.cache import DetectorCache
@@ -28,7 +26,7 @@ Runner = Callable[[Any, bytes, bytes], Steps]
 def run_template(params: TemplateParams, image_bytes: bytes, template_bytes: bytes) -> Generator[ResultFile | Stage, None, TemplateResult]:
     # Decoded in colour once: the boxes are drawn on what the user sent, not on its gray version.
     picture = decode_image(image_bytes, grayscale=False, name="image")
-    image = cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if params.use_grayscale else picture
+    image = to_gray(picture) if params.use_grayscale else picture
     template = decode_image(template_bytes, grayscale=params.use_grayscale, name="template")
     matching = tm.match_template(image, template, params)
     # The larger file first: its storing overlaps the heat map's encoding.

@@ -15,6 +15,7 @@ import numpy as np
 from contracts.params import TemplateParams
 from contracts.results import TemplateMatch, TemplateResult
 from services.matcher.errors import InputError
+from services.matcher.images import to_bgr
 
 _METHODS = {
     "TM_CCOEFF_NORMED": cv2.TM_CCOEFF_NORMED,
@@ -175,17 +176,9 @@ def match_template(image: np.ndarray, template: np.ndarray, params: TemplatePara
     return TemplateMatching(result=result, scores=scores)
 
 
-def _to_bgr(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image.copy()
-
-
 def draw_matches(image: np.ndarray, matches: list[TemplateMatch]) -> np.ndarray:
     """BGR copy of the image with a green box and score label per match."""
-    out = _to_bgr(image)
+    out = to_bgr(image, copy=True)
     font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
     # Draw worst first so the best match's box and label end up on top.
     for m in reversed(matches):

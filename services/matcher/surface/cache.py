@@ -25,8 +25,6 @@ class DetectorCache:
         self._entries: OrderedDict[str, Trained] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -40,9 +38,7 @@ class DetectorCache:
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
-            self.hits += 1
             return found, True
-        self.misses += 1
         trained = train()
         if trained.bytes <= self._max_bytes:
             self._entries[key] = trained

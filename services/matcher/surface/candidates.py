@@ -53,15 +53,19 @@ class PreparedScene(msgspec.Struct, frozen=True):
 class Candidates(msgspec.Struct, frozen=True):
     poses: np.ndarray  # K×4×4 model → scene, best first by the coarse overlap
     votes: np.ndarray  # K PPF votes
-    coarse_overlap: np.ndarray  # K
 
 
 def prepare_scene(scene: Cloud, model_diameter: float) -> PreparedScene:
     """Reduce the scene to the resolution the overlap needs, drop isolated points (sensor speckle)
     and index the rest."""
     xyz, normals = voxel_sample(scene.xyz, scene.normals, WORKING_STEP * model_diameter)
-    keep = drop_isolated(xyz, ISOLATED_RADIUS * model_diameter)
-    return PreparedScene(xyz[keep], normals[keep], Neighbours(xyz[keep]), viewpoint(xyz[keep], normals[keep]))
+    tree = Neighbours(xyz)
+    keep = drop_isolated(xyz, ISOLATED_RADIUS * model_diameter, tree=tree)
+    # When every point is kept, the index over them all is the one needed.
+    if not keep.all():
+        xyz, normals = xyz[keep], normals[keep]
+        tree = Neighbours(xyz)
+    return PreparedScene(xyz, normals, tree, viewpoint(xyz, normals))
 
 
 def _reference_stride(points: int, mean_chain: float) -> int:
@@ -82,7 +86,7 @@ def ppf_candidates(trained: Trained, scene: PreparedScene, model: Cloud, relativ
     voxel = relative_sampling_step * model.diameter
     xyz, normals = voxel_sample(scene.xyz, scene.normals, voxel)
     if len(xyz) < 3:
-        return Candidates(np.empty((0, 4, 4)), np.empty(0, np.int64), np.empty(0))
+        return Candidates(np.empty((0, 4, 4)), np.empty(0, np.int64))
     frame = opencv_frame(xyz)
     cloud = as_opencv(xyz, normals, frame)
     span = float((cloud[:, :3].max(axis=0) - cloud[:, :3].min(axis=0)).max())
@@ -93,7 +97,7 @@ def ppf_candidates(trained: Trained, scene: PreparedScene, model: Cloud, relativ
     # making that stride − 1.
     results = trained.detector.match(cloud, (1.0 - 1e-9) / stride, opencv_step)
     if not results:
-        return Candidates(np.empty((0, 4, 4)), np.empty(0, np.int64), np.empty(0))
+        return Candidates(np.empty((0, 4, 4)), np.empty(0, np.int64))
     # OpenCV's pose takes the model in its frame to the scene in its frame.
     back = np.linalg.inv(frame)
     poses = np.stack([back @ np.asarray(r.pose, dtype=np.float64) @ trained.frame for r in results])
@@ -102,4 +106,4 @@ def ppf_candidates(trained: Trained, scene: PreparedScene, model: Cloud, relativ
     score = overlaps(poses, coarse_xyz, coarse_normals, scene.neighbours, None, radius=COARSE_RADIUS * model.diameter, view=scene.view)
     # Ties (common at this radius) go to the higher vote: OpenCV's order.
     best = np.argsort(-score, kind="stable")[:TOP_CANDIDATES]
-    return Candidates(poses[best], votes[best], score[best])
+    return Candidates(poses[best], votes[best])

@@ -101,9 +101,10 @@ def voxel_sample(xyz: np.ndarray, normals: np.ndarray, voxel: float) -> tuple[np
     return mean[keep], summed[keep] / length[keep, None]
 
 
-def drop_isolated(xyz: np.ndarray, radius: float, neighbours: int = 3) -> np.ndarray:
-    """Mask of points that have ``neighbours`` other points within ``radius`` (outliers are False)."""
-    _, dist = Neighbours(xyz).nearest(xyz, neighbours + 1)
+def drop_isolated(xyz: np.ndarray, radius: float, neighbours: int = 3, *, tree: Neighbours | None = None) -> np.ndarray:
+    """Mask of points that have ``neighbours`` other points within ``radius`` (outliers are False);
+    ``tree``: a neighbour index over ``xyz`` when there is one."""
+    _, dist = (tree if tree is not None else Neighbours(xyz)).nearest(xyz, neighbours + 1)
     keep = dist[:, -1] <= radius
     # A scan sparser than the radius would lose its surface, not its outliers: keep it whole.
     return keep if keep.mean() >= 0.5 else np.ones(len(xyz), bool)

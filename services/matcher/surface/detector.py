@@ -11,6 +11,7 @@ import numpy as np
 from contracts.params import SurfaceParams
 from services.matcher.errors import InputError
 from services.matcher.surface.clouds import Cloud
+from services.matcher.surface.geometry import rotate, transform
 from services.matcher.surface.ppf_cost import PpfCost, ppf_cost
 
 # Measured: a trained detector holds ~72 bytes per stored point pair (hash nodes, features,
@@ -47,7 +48,7 @@ def opencv_frame(xyz: np.ndarray) -> np.ndarray:
 
 def as_opencv(xyz: np.ndarray, normals: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """An N×6 float32 cloud (points and normals moved by ``frame``) as OpenCV's PPF and ICP take it."""
-    moved = np.hstack([xyz @ frame[:3, :3].T + frame[:3, 3], normals @ frame[:3, :3].T])
+    moved = np.hstack([transform(frame, xyz), rotate(frame, normals)])
     return np.ascontiguousarray(moved, dtype=np.float32)
 
 
@@ -64,8 +65,7 @@ def model_key(model: Cloud, params: SurfaceParams) -> str:
 def check_training_cost(model: Cloud, params: SurfaceParams) -> tuple[np.ndarray, PpfCost]:
     """The model's OpenCV frame and its training cost; InputError when it is beyond the limits."""
     frame = opencv_frame(model.xyz)
-    moved = model.xyz @ frame[:3, :3].T + frame[:3, 3]
-    cost = ppf_cost(moved, model.normals @ frame[:3, :3].T, params.relative_sampling_step, params.num_angles)
+    cost = ppf_cost(transform(frame, model.xyz), rotate(frame, model.normals), params.relative_sampling_step, params.num_angles)
     step = params.relative_sampling_step
     size = cost.samples**2 * BYTES_PER_PAIR
     if size > MAX_TRAINING_BYTES:

@@ -28,14 +28,19 @@ _BATCH = 100_000
 _MAX_PROPAGATED = 20_000
 
 
+def _pca(xyz: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The least-spread direction of each row of neighbours (``idx``, indices into ``xyz``)."""
+    around = xyz[idx]
+    around = around - around.mean(axis=1, keepdims=True)
+    _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", around, around))
+    return vectors[:, :, 0]
+
+
 def _pca_normals(xyz: np.ndarray, tree: Neighbours, k: int) -> np.ndarray:
     normals = np.empty_like(xyz, dtype=np.float64)
     for start in range(0, len(xyz), _BATCH):
         idx, _ = tree.nearest(xyz[start : start + _BATCH], k)
-        around = xyz[idx]
-        around = around - around.mean(axis=1, keepdims=True)
-        _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", around, around))
-        normals[start : start + _BATCH] = vectors[:, :, 0]
+        normals[start : start + _BATCH] = _pca(xyz, idx)
     return normals
 
 
@@ -47,9 +52,9 @@ def _edge_cost(xyz: np.ndarray, normals: np.ndarray, i: int, j: int) -> float:
     return 1.0 - abs(float(normals[i] @ normals[j])) + across
 
 
-def _propagate(xyz: np.ndarray, normals: np.ndarray, k: int) -> np.ndarray:
-    """Signs (±1) that make neighbouring normals agree, spanning-tree order, per connected part."""
-    idx, _ = Neighbours(xyz).nearest(xyz, k)
+def _propagate(xyz: np.ndarray, normals: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Signs (±1) that make neighbouring normals agree, spanning-tree order, per connected part
+    (``idx``: each point's k nearest, the first taken as the point itself: the candidate edges)."""
     sign = np.zeros(len(xyz))
     centre = xyz.mean(axis=0)
     # Seeds: the points whose tangent plane lies farthest from the centroid (a supporting plane
@@ -76,15 +81,21 @@ def estimate_normals(xyz: np.ndarray, *, orientation: str, k: int = NEIGHBOURS) 
     """Unit normals (N×3): the least-spread direction of each point's k nearest neighbours, turned
     towards the sensor at the origin (``"sensor"``) or outward (``"outward"``, see the module)."""
     tree = Neighbours(xyz)
+    if orientation != "sensor" and len(xyz) <= _MAX_PROPAGATED:
+        # Orientation is propagated over every point: the k nearest the normals come from are the
+        # spanning tree's candidate edges too, one query for both.
+        idx, _ = tree.nearest(xyz, k)
+        normals = _pca(xyz, idx).astype(np.float64)
+        return normals * _propagate(xyz, normals, idx)[:, None]
     normals = _pca_normals(xyz, tree, k)
     if orientation == "sensor":
         normals[np.einsum("ij,ij->i", normals, -xyz) < 0] *= -1
         return normals
-    pick = np.arange(len(xyz)) if len(xyz) <= _MAX_PROPAGATED else np.linspace(0, len(xyz) - 1, _MAX_PROPAGATED).astype(np.int64)
-    sign = _propagate(xyz[pick], normals[pick], k)
-    if len(pick) < len(xyz):
-        nearest, _ = Neighbours(xyz[pick]).nearest(xyz, 1)
-        reference = normals[pick][nearest[:, 0]] * sign[nearest[:, 0], None]
-        normals[np.einsum("ij,ij->i", normals, reference) < 0] *= -1
-        return normals
-    return normals * sign[:, None]
+    pick = np.linspace(0, len(xyz) - 1, _MAX_PROPAGATED).astype(np.int64)
+    picked = Neighbours(xyz[pick])
+    idx, _ = picked.nearest(xyz[pick], k)
+    sign = _propagate(xyz[pick], normals[pick], idx)
+    nearest, _ = picked.nearest(xyz, 1)
+    reference = normals[pick][nearest[:, 0]] * sign[nearest[:, 0], None]
+    normals[np.einsum("ij,ij->i", normals, reference) < 0] *= -1
+    return normals

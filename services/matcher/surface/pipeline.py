@@ -24,7 +24,7 @@ from services.matcher.surface.detector import Trained, model_key, train
 from services.matcher.surface.geometry import rotate, transform
 from services.matcher.surface.refine import Subset, final_icp, model_subset, rank
 from services.matcher.surface.render import render_views
-from services.matcher.surface.verify import MIN_OVERLAP, OVERLAP_RADIUS, facing, overlaps
+from services.matcher.surface.verify import MIN_OVERLAP, OVERLAP_RADIUS, facing
 
 # Candidates shown in the result.
 SHOWN_CANDIDATES = 5
@@ -83,7 +83,7 @@ def match(trained: Trained, loaded: Loaded, params: SurfaceParams) -> Matching:
 def _residual(pose: np.ndarray, subset: Subset, scene: PreparedScene, radius: float) -> float:
     """RMS distance from the posed model points that count in the overlap to their nearest scene points."""
     posed = transform(pose, subset.xyz)
-    seen = facing(subset.normals @ pose[:3, :3].T, posed, scene.view)
+    seen = facing(rotate(pose, subset.normals), posed, scene.view)
     _, dist = scene.neighbours.nearest(posed[seen], 1)
     near = dist[:, 0][dist[:, 0] < radius]
     return float(np.sqrt(np.mean(near**2))) if len(near) else math.nan
@@ -108,19 +108,18 @@ def refine(matching: Matching, loaded: Loaded, params: SurfaceParams) -> Matched
     ranked = rank(matching.candidates, scene, model, subset)
     scores = ranked.overlaps.copy()
     best = ranked.poses[0] if len(ranked.poses) else None
-    radius = OVERLAP_RADIUS * model.diameter
     if best is not None and params.use_icp:
-        best, kept = final_icp(best, scene, model, subset, iterations=params.icp_iterations, tolerance=params.icp_tolerance)
-        if kept:
-            scores[0] = float(overlaps(best[None], subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius, view=scene.view)[0])
-    found = best is not None and scores[0] >= MIN_OVERLAP
+        best, overlap = final_icp(best, float(scores[0]), scene, model, subset, iterations=params.icp_iterations, tolerance=params.icp_tolerance)
+        scores[0] = overlap
+    verified = best if best is not None and scores[0] >= MIN_OVERLAP else None
+    found = verified is not None
     shown = [
         SurfaceCandidate(pose=_matrix(ranked.poses[i], loaded.scale), votes=int(ranked.votes[i]), overlap=round(float(ranked.overlaps[i]), 4))
         for i in range(min(SHOWN_CANDIDATES, len(ranked.poses)))
     ]
-    residual = _residual(best, subset, scene, radius) / loaded.scale if found and best is not None else None
+    residual = _residual(verified, subset, scene, OVERLAP_RADIUS * model.diameter) / loaded.scale if verified is not None else None
     result = SurfaceResult(
-        pose=_matrix(best, loaded.scale) if found and best is not None else None,
+        pose=_matrix(verified, loaded.scale) if verified is not None else None,
         num_model_points=len(loaded.model.xyz),
         num_scene_points=len(loaded.scene.xyz),
         icp_residual=_figure(residual) if residual is not None and math.isfinite(residual) else None,
@@ -140,15 +139,17 @@ def result_files(matched: Matched, loaded: Loaded) -> Iterator[tuple[str, bytes]
     in) and, with a verified pose, ``posed_model.ply`` (the model moved into the scene, with normals)."""
     model, scene, result = loaded.model, loaded.scene, matched.result
     pose = matched.shown_pose
-    if matched.found and pose is not None:
-        caption = f"found: overlap {result.overlap:.2f} (at least {MIN_OVERLAP:.2f}), RMS distance {result.icp_residual:.3g}"
-    elif pose is not None:
-        caption = f"not found: the best pose (orange) has overlap {matched.best_overlap:.2f} < {MIN_OVERLAP:.2f}"
-    else:
+    posed_xyz: np.ndarray | None = None
+    posed_normals: np.ndarray | None = None
+    if pose is None:
         caption = "not found: no candidate pose"
-    posed = (transform(pose, model.xyz), rotate(pose, model.normals)) if pose is not None else (None, None)
-    if matched.found and posed[0] is not None:
-        note = f"model_file posed in scene_file by AeroVision surface matching, overlap {result.overlap:.4f}"
-        yield "posed_model.ply", write_ply(posed[0] / loaded.scale, posed[1], comment=note)
-    picture = render_views(scene.xyz, scene.normals, *posed, model_diameter=model.diameter, caption=caption, found=matched.found)
+    else:
+        posed_xyz, posed_normals = transform(pose, model.xyz), rotate(pose, model.normals)
+        if matched.found:
+            caption = f"found: overlap {result.overlap:.2f} (at least {MIN_OVERLAP:.2f}), RMS distance {result.icp_residual:.3g}"
+            note = f"model_file posed in scene_file by AeroVision surface matching, overlap {result.overlap:.4f}"
+            yield "posed_model.ply", write_ply(posed_xyz / loaded.scale, posed_normals, comment=note)
+        else:
+            caption = f"not found: the best pose (orange) has overlap {matched.best_overlap:.2f} < {MIN_OVERLAP:.2f}"
+    picture = render_views(scene.xyz, scene.normals, posed_xyz, posed_normals, model_diameter=model.diameter, caption=caption, found=matched.found)
     yield "pose.png", encode_png(picture)

@@ -14,7 +14,7 @@ import numpy as np
 
 from services.matcher.surface.candidates import Candidates, PreparedScene
 from services.matcher.surface.clouds import Cloud, voxel_sample
-from services.matcher.surface.geometry import mean_point_distance, transform
+from services.matcher.surface.geometry import mean_point_distance, rotate, transform
 from services.matcher.surface.icp import refine_poses
 from services.matcher.surface.verify import OVERLAP_RADIUS, overlaps
 
@@ -53,13 +53,19 @@ def model_subset(model: Cloud) -> Subset:
     return Subset(*voxel_sample(model.xyz, model.normals, FINE_MODEL_STEP * model.diameter))
 
 
+def fine_overlaps(poses: np.ndarray, scene: PreparedScene, model: Cloud, subset: Subset) -> np.ndarray:
+    """The overlap (``verify.overlaps``) of each pose (K×4×4): the subset's points against the scene
+    at ``OVERLAP_RADIUS``, with the normal test."""
+    return overlaps(poses, subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=OVERLAP_RADIUS * model.diameter, view=scene.view)
+
+
 def rank(candidates: Candidates, scene: PreparedScene, model: Cloud, subset: Subset) -> Ranked:
     """Refine every candidate with a short ICP, score its overlap, drop duplicates, best first."""
     if len(candidates.poses) == 0:
         return Ranked(np.empty((0, 4, 4)), np.empty(0, np.int64), np.empty(0))
     radii = [r * model.diameter for r in SHORT_ICP_RADII]
     poses = refine_poses(candidates.poses, subset.xyz, subset.normals, scene.neighbours, scene.xyz, scene.normals, radii=radii)
-    score = overlaps(poses, subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=OVERLAP_RADIUS * model.diameter, view=scene.view)
+    score = fine_overlaps(poses, scene, model, subset)
     order = np.argsort(-score, kind="stable")
     kept: list[int] = []
     for i in order:
@@ -68,25 +74,27 @@ def rank(candidates: Candidates, scene: PreparedScene, model: Cloud, subset: Sub
     return Ranked(poses[kept], candidates.votes[kept], score[kept])
 
 
-def final_icp(pose: np.ndarray, scene: PreparedScene, model: Cloud, subset: Subset, *, iterations: int, tolerance: float) -> tuple[np.ndarray, bool]:
-    """OpenCV's ICP from ``pose`` against the scene around it; the refined pose and whether it was
-    kept (False: it lowered the overlap or moved the model too far, so ``pose`` stands)."""
+def final_icp(
+    pose: np.ndarray, before: float, scene: PreparedScene, model: Cloud, subset: Subset, *, iterations: int, tolerance: float
+) -> tuple[np.ndarray, float]:
+    """OpenCV's ICP from ``pose`` (whose ``fine_overlaps`` is ``before``) against the scene around
+    it; the refined pose and its overlap, or ``pose`` and ``before`` when the refined one lowered
+    the overlap or moved the model too far."""
     posed = transform(pose, model.xyz)
     low = posed.min(axis=0) - CROP_MARGIN * model.diameter
     high = posed.max(axis=0) + CROP_MARGIN * model.diameter
     near = np.all((scene.xyz >= low) & (scene.xyz <= high), axis=1)
     if near.sum() < _MIN_ICP_SCENE_POINTS:
-        return pose, False
+        return pose, before
     pick = slice(None) if len(posed) <= _MAX_ICP_MODEL_POINTS else np.linspace(0, len(posed) - 1, _MAX_ICP_MODEL_POINTS).astype(np.int64)
-    source = np.hstack([posed[pick], model.normals[pick] @ pose[:3, :3].T]).astype(np.float32)
+    source = np.hstack([posed[pick], rotate(pose, model.normals[pick])]).astype(np.float32)
     target = np.hstack([scene.xyz[near], scene.normals[near]]).astype(np.float32)
     icp = cv2.ppf_match_3d_ICP(iterations, tolerance)
     _, _, delta = icp.registerModelToScene(np.ascontiguousarray(source), np.ascontiguousarray(target))
     refined = np.asarray(delta, dtype=np.float64) @ pose
     if not np.isfinite(refined).all():
-        return pose, False
+        return pose, before
     if mean_point_distance(refined, pose, subset.xyz) > MAX_FINAL_SHIFT * model.diameter:
-        return pose, False
-    radius = OVERLAP_RADIUS * model.diameter
-    before, after = overlaps(np.stack([pose, refined]), subset.xyz, subset.normals, scene.neighbours, scene.normals, radius=radius, view=scene.view)
-    return (refined, True) if after >= before else (pose, False)
+        return pose, before
+    after = float(fine_overlaps(refined[None], scene, model, subset)[0])
+    return (refined, after) if after >= before else (pose, before)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from services.matcher.surface.geometry import diameter
+
 PANEL = 480  # pixels per view (square)
 # Points drawn per cloud at most: enough to read the surface, bounded in time for big scans.
 _MAX_DRAWN = 80_000
@@ -68,7 +70,7 @@ def render_views(scene_xyz: np.ndarray, scene_normals: np.ndarray, model_xyz: np
     else:
         centre = (scene_xyz.min(axis=0) + scene_xyz.max(axis=0)) / 2
     # The window: the whole scene, but at most 3 model diameters so the model stays visible.
-    extent = min(float(np.linalg.norm(scene_xyz.max(axis=0) - scene_xyz.min(axis=0))), 3.0 * model_diameter)
+    extent = min(diameter(scene_xyz), 3.0 * model_diameter)
     scale = 0.9 * PANEL / max(extent, 1e-9)
     panels = []
     for title, turn in VIEWS:
